@@ -1,0 +1,364 @@
+"""What the pages share: where things live, the model picker, the drawing canvas, result display.
+
+Everything here is glue over `sketch_model`'s public API; no model logic lives in the app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the repo root on the path
+    sys.path.append(str(ROOT))
+
+import sketch_model  # noqa: E402
+from sketch_model import render  # noqa: E402
+from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
+from sketch_model.errors import SketchError  # noqa: E402
+from streamlit_drawable_canvas import st_canvas  # noqa: E402
+
+# Where the app finds things; each can be pointed elsewhere with an environment variable.
+MODELS_DIR = Path(os.environ.get("SKETCH_MODELS_DIR", ROOT / "assets" / "models"))
+RUNS_DIR = Path(os.environ.get("SKETCH_RUNS_DIR", ROOT / "runs"))
+DATA_DIR = Path(os.environ.get("SKETCH_DATA_DIR", ROOT / "assets" / "data"))
+
+CANVAS_SIZE = 360
+USER_COLOR = "#d62728"  # the user's own strokes in results
+MAX_CANDIDATES = 9
+
+
+def page_setup(title: str, icon: str = "✏️") -> None:
+    st.set_page_config(page_title=f"{title} · sketch-rnn", page_icon=icon, layout="wide")
+    st.title(title)
+
+
+def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call into the library; a user mistake (SketchError) becomes a message and returns None."""
+    try:
+        return fn(*args, **kwargs)
+    except SketchError as err:
+        st.error(str(err))
+        return None
+
+
+# ----------------------------------------------------------------------------- models
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "hparams.json").is_file() and (path / "model.keras").is_file()
+
+
+def _conditional(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / "hparams.json").read_text()).get("conditional", True))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
+def _run_state(path: Path) -> str | None:
+    try:
+        return json.loads((path / "status.json").read_text()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def list_models() -> dict[str, Path]:
+    """Picker label -> directory: the bundled models (VAEs first), then the user's finished or
+    stopped runs, newest first."""
+    models: dict[str, Path] = {}
+    if MODELS_DIR.is_dir():
+        for path in sorted(MODELS_DIR.iterdir(), key=lambda p: (not _conditional(p), p.name)):
+            if _is_model_dir(path):
+                models[path.name] = path
+    if RUNS_DIR.is_dir():
+        for path in sorted(RUNS_DIR.iterdir(), reverse=True):
+            if _is_model_dir(path) and _run_state(path) in (None, "finished", "stopped"):
+                models[f"{path.name} (your run)"] = path
+    return models
+
+
+def _stamp(path: Path) -> float:
+    """Changes when a run directory's model files change, so a re-finished run is reloaded."""
+    try:
+        return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def _load_model(path: str, stamp: float) -> sketch_model.Sketcher:
+    return sketch_model.load_model(path)
+
+
+def load_model(path: Path) -> sketch_model.Sketcher | None:
+    return attempt(_load_model, str(path), _stamp(path))
+
+
+def model_picker(*, vae_only: bool = False, where: Any = None) -> sketch_model.Sketcher | None:
+    """A model select box in the sidebar with the model's card; returns the loaded model or None.
+
+    The choice is kept per session across pages. With vae_only, models without an encoder are
+    still listed (so the choice carries over) but refused with a message.
+    """
+    where = where or st.sidebar
+    models = list_models()
+    if not models:
+        where.warning(f"No models found in {MODELS_DIR} or {RUNS_DIR}. Train one on the Train page.")
+        return None
+    labels = list(models)
+    chosen = st.session_state.get("model_choice")
+    index = labels.index(chosen) if chosen in labels else 0
+    label = where.selectbox("Model", labels, index=index, key=f"model_picker_{vae_only}",
+                            help="The bundled models and the runs you trained.")
+    st.session_state["model_choice"] = label
+    model = load_model(models[label])
+    if model is None:
+        return None
+    with where.expander("Model card", expanded=False):
+        show_card(model)
+    if vae_only and not model.hps.conditional:
+        st.warning(f"**{label}** is an unconditional model: it has no encoder. "
+                   "Pick a VAE (conditional) model for this.")
+        return None
+    return model
+
+
+def _losses(values: Any) -> str:
+    if not isinstance(values, dict):
+        return str(values)
+    parts = [f"{k.removeprefix('valid_')} {v:.3f}" for k, v in values.items()
+             if isinstance(v, (int, float)) and ("L_" in k or "loss" in k)]
+    return ", ".join(parts) or json.dumps(values)
+
+
+def show_card(model: sketch_model.Sketcher) -> None:
+    """What the model directory says about itself: data, size, training, test losses."""
+    card, hps = model.card, model.hps
+    kind = "VAE (conditional)" if hps.conditional else "unconditional decoder"
+    lines = [f"**{kind}**: {hps.dec_model} decoder of {hps.dec_rnn_size} units"
+             + (f", {hps.enc_model} encoder of 2×{hps.enc_rnn_size}, z of {hps.z_size}"
+                if hps.conditional else "")
+             + f", {hps.num_mixture} mixtures; up to {hps.max_seq_len} points"]
+    data = card.get("dataset") or {}
+    if data:
+        sources = ", ".join(Path(s).name for s in data.get("sources", [])) or "?"
+        sizes = data.get("sizes") or {}
+        classes = data.get("classes") or []
+        lines.append(f"**Data**: {sources}"
+                     + (f" ({len(classes)} classes)" if len(classes) > 1 else "")
+                     + (f"; {' / '.join(str(sizes.get(k, '?')) for k in ('train', 'valid', 'test'))}"
+                        " train / valid / test sketches" if sizes else ""))
+    lines.append(f"**Training**: {hps.num_steps:,} steps, batches of {hps.batch_size}")
+    if card.get("best"):
+        best = card["best"]
+        lines.append(f"**Best validation** (step {best.get('step', '?')}): {_losses(best)}")
+    evaluation = card.get("eval") or card.get("test")
+    lines.append(f"**Test losses**: {_losses(evaluation)}" if evaluation else
+                 "**Test losses**: not measured")
+    st.markdown("  \n".join(lines))
+    st.caption("Everything in the card:")
+    st.json(card, expanded=False)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+def bundled_datasets() -> dict[str, Path]:
+    """Label -> file for the sketch-rnn .npz files shipped with the app."""
+    if not DATA_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(DATA_DIR.rglob("*.npz"))}
+
+
+def quickdraw_categories() -> dict[str, Path]:
+    """Category -> ndjson file for the Quick, Draw! categories found locally (simplified preferred)."""
+    found: dict[str, Path] = {}
+    if not DATA_DIR.is_dir():
+        return found
+    for path in sorted(DATA_DIR.rglob("*.ndjson"), key=lambda p: "simplified" not in p.parts):
+        found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the dataset…")
+def load_dataset(paths: tuple[str, ...], max_seq_len: int) -> sketch_model.datasets.Dataset:
+    from sketch_model.datasets import load_dataset as _load
+
+    return _load(list(paths), max_seq_len)
+
+
+def dataset_picker(key: str, where: Any = None, max_seq_len: int = 250):
+    """Pick a bundled dataset or Quick, Draw! categories; returns (label, Dataset) or (None, None)."""
+    where = where or st
+    npz = bundled_datasets()
+    categories = quickdraw_categories()
+    options = [f"{name} (.npz)" for name in npz] + (["Quick, Draw! categories"] if categories else [])
+    if not options:
+        where.warning(f"No datasets found in {DATA_DIR}.")
+        return None, None
+    choice = where.selectbox("Dataset", options, key=f"{key}_source")
+    if choice == "Quick, Draw! categories":
+        picked = where.multiselect("Categories", list(categories), default=list(categories)[:3],
+                                   key=f"{key}_categories", max_selections=12)
+        if not picked:
+            where.info("Pick at least one category.")
+            return None, None
+        paths = tuple(str(categories[c]) for c in picked)
+        label = ", ".join(picked)
+    else:
+        name = choice.removesuffix(" (.npz)")
+        paths, label = (str(npz[name]),), name
+    data = attempt(load_dataset, paths, max_seq_len)
+    return (label, data) if data is not None else (None, None)
+
+
+# ----------------------------------------------------------------------------- drawing
+
+def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
+    """A freedraw canvas with Undo and Clear buttons; returns its Fabric.js JSON.
+
+    Undo and Clear remount the canvas (a new widget key) with the edited drawing as its
+    initial drawing, so the browser and the session agree on what is drawn.
+    """
+    version = st.session_state.setdefault(f"{key}_version", 0)
+    initial = st.session_state.get(f"{key}_initial")
+    result = st_canvas(stroke_width=3, stroke_color="#000000", background_color="#ffffff",
+                       height=size, width=size, drawing_mode="freedraw",
+                       initial_drawing=initial, key=f"{key}_{version}")
+    json_data = result.json_data
+    st.session_state[f"{key}_json"] = json_data
+
+    def reset(objects: list | None) -> None:
+        st.session_state[f"{key}_initial"] = None if objects is None else {"objects": objects}
+        st.session_state[f"{key}_version"] = version + 1
+
+    objects = list((json_data or {}).get("objects") or [])
+    left, right, _ = st.columns([1, 1, 2])
+    left.button("Undo", key=f"{key}_undo", on_click=reset, args=(objects[:-1],),
+                disabled=not objects, width="stretch")
+    right.button("Clear", key=f"{key}_clear", on_click=reset, args=(None,),
+                 disabled=not objects, width="stretch")
+    return json_data
+
+
+def _fabric_type_names(json_data: dict | None) -> dict:
+    """streamlit-drawable-canvas 0.13 runs Fabric.js 7, which names types "Path", "Rect"...;
+    sketch_model.canvas reads Fabric 4/5's "path", "rect". Lower-cased here until it reads both."""
+    data = dict(json_data or {"objects": []})
+    if isinstance(data.get("objects"), list):
+        data["objects"] = [{**o, "type": o["type"].lower()}
+                           if isinstance(o, dict) and isinstance(o.get("type"), str) else o
+                           for o in data["objects"]]
+    return data
+
+
+def canvas_drawing(json_data: dict | None, max_len: int | None = None) -> np.ndarray | None:
+    """The canvas as stroke-3 (canvas pixels), fitted to `max_len` points; a message if unusable."""
+    try:
+        strokes, skipped = canvas_to_stroke3(_fabric_type_names(json_data), epsilon=2.0)
+    except SketchError as err:
+        st.warning(str(err))
+        return None
+    if skipped:
+        st.info(f"{skipped} object(s) on the canvas are not pen strokes and were left out.")
+    if len(strokes) == 0:
+        st.warning("The canvas is empty: draw something first.")
+        return None
+    extent = np.ptp(np.cumsum(strokes[:, :2], axis=0), axis=0) if len(strokes) > 1 else np.zeros(2)
+    if len(strokes) < 2 or float(np.max(extent)) < 1.0:
+        st.warning("That is a single dot: draw at least one line.")
+        return None
+    if max_len is not None:
+        fitted = attempt(sketch_model.fit_to_model, strokes, max_len)
+        if fitted is None:
+            return None
+        strokes, message = fitted
+        if message:
+            st.info(message)
+    return strokes
+
+
+# ----------------------------------------------------------------------------- results
+
+def _json_bytes(drawing: np.ndarray) -> bytes:
+    rows = [[round(float(dx), 3), round(float(dy), 3), int(pen)] for dx, dy, pen in drawing]
+    return json.dumps(rows).encode()
+
+
+def download_buttons(drawing: np.ndarray, name: str, highlight_rows: int = 0, key: str = "") -> None:
+    """SVG, PNG and stroke-3 JSON downloads of one drawing (rendered only when clicked)."""
+    style = {"highlight_rows": highlight_rows, "highlight_color": USER_COLOR}
+    for label, ext, mime, data in (
+        ("SVG", "svg", "image/svg+xml", lambda: render.to_svg(drawing, size=512, **style)),
+        ("PNG", "png", "image/png", lambda: render.to_png(drawing, size=512, **style)),
+        ("JSON", "json", "application/json", lambda: _json_bytes(drawing)),
+    ):
+        st.download_button(label, data, file_name=f"{name}.{ext}", mime=mime, key=f"{key}_{ext}",
+                           on_click="ignore", icon=":material/download:", width="stretch")
+
+
+def svg_image(drawing: np.ndarray, *, size: int = 256, highlight_rows: int = 0,
+              bounds: Any = None, caption: str | None = None) -> None:
+    st.image(render.to_svg(drawing, size=size, highlight_rows=highlight_rows,
+                           highlight_color=USER_COLOR, bounds=bounds), caption=caption, width=size)
+
+
+def show_results(drawings: list[np.ndarray], *, key: str, prefix_len: int = 0,
+                 name: str = "sketch", caption: str | None = None) -> None:
+    """Candidates side by side, each with downloads, then a stroke-by-stroke replay of one."""
+    if not drawings:
+        return
+    if caption:
+        st.caption(caption)
+    n = len(drawings)
+    columns = st.columns(n if n <= 5 else {6: 3, 7: 4, 8: 4}.get(n, 5))
+    for i, drawing in enumerate(drawings):
+        with columns[i % len(columns)].container(key=f"{key}_candidate_{i}", border=True):
+            svg_image(drawing, highlight_rows=prefix_len, caption=f"#{i + 1}: {len(drawing)} point{'s' * (len(drawing) != 1)}")
+            with st.popover("Save", icon=":material/download:", width="stretch"):
+                download_buttons(drawing, f"{name}-{i + 1}", prefix_len, key=f"{key}_dl_{i}")
+    replay(drawings, key=key, prefix_len=prefix_len)
+
+
+def replay(drawings: list[np.ndarray], *, key: str, prefix_len: int = 0) -> None:
+    """Replay how the model drew a result: strokes[:k] at the full drawing's fixed bounds."""
+    with st.expander("Replay stroke by stroke", expanded=False):
+        which = 0
+        if len(drawings) > 1:
+            which = st.segmented_control("Drawing", range(len(drawings)), default=0,
+                                         format_func=lambda i: f"#{i + 1}", key=f"{key}_replay_pick")
+            which = which or 0
+        drawing = drawings[which]
+        _replay_one(drawing, key=f"{key}_replay_{which}", prefix_len=prefix_len)
+
+
+@st.fragment
+def _replay_one(drawing: np.ndarray, *, key: str, prefix_len: int) -> None:
+    bounds = render.drawing_bounds(drawing)
+    n = len(drawing)
+    play = st.button("▶ Play", key=f"{key}_play")
+    frame = st.empty()
+    k = st.slider("Points drawn", 1, max(n, 2), value=n, key=f"{key}_k",
+                  help="Move to see the drawing being made point by point.")
+    show = lambda m: frame.image(render.to_svg(drawing[:m], size=320, bounds=bounds,  # noqa: E731
+                                               highlight_rows=min(prefix_len, m),
+                                               highlight_color=USER_COLOR), width=320)
+    if play:
+        for m in range(1, n + 1, max(1, n // 60)):
+            show(m)
+            time.sleep(0.04)
+    show(k)
+
+
+def pca_2d(points: np.ndarray) -> np.ndarray:
+    """Project rows onto their first two principal components (numpy SVD)."""
+    centred = np.asarray(points, dtype=np.float64) - np.mean(points, axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ components[:2].T
+    return projected if projected.shape[1] == 2 else np.pad(projected, ((0, 0), (0, 1)))

@@ -1,0 +1,173 @@
+"""The app's training job: one background `python -m sketch_model train` at a time.
+
+The job is a detached subprocess (its own session), so Streamlit reruns, page reloads and
+closed tabs do not touch it. `RUNS_DIR/current_job.json` names the job the app started last;
+every session reads it, so a reload shows the running job and a second start is refused.
+The run directory's `status.json`, written by the train command, says how the job is doing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, RUNS_DIR
+
+POINTER = "current_job.json"
+
+
+def console_path(run_dir: Path) -> Path:
+    """The train command's stdout and stderr, beside its run directory (which it creates)."""
+    return run_dir.parent / f".{run_dir.name}.console.log"
+
+
+@dataclasses.dataclass
+class Job:
+    run_dir: Path
+    pid: int
+    started: float
+    state: str  # starting | running | finished | stopped | failed
+    step: int = 0
+    steps: int = 0
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running")
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs; reaps it first if it is our own exited child (a zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by an earlier server): os.kill tells
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a reused pid (after a reboot, say) is some other program
+        return b"sketch_model" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
+def read_status(run_dir: Path) -> dict:
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def console_tail(run_dir: Path, lines: int = 25) -> str:
+    try:
+        text = console_path(run_dir).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def current_job() -> Job | None:
+    """The job the app started last, with its state as of now; None if there never was one."""
+    try:
+        pointer = json.loads((RUNS_DIR / POINTER).read_text())
+        run_dir, pid, started = Path(pointer["run_dir"]), int(pointer["pid"]), float(pointer["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    status = read_status(run_dir)
+    alive = _alive(pid)
+    state = status.get("state") or ("starting" if alive else "failed")
+    logged = read_log(run_dir).get("step") or [0]  # status.json's step is written at the end
+    job = Job(run_dir, pid, started, state, int(max(status.get("step") or 0, logged[-1])),
+              int(status.get("steps") or 0), status.get("error"))
+    if job.state == "running" and not alive:
+        job.state = "failed"  # killed without a chance to say so
+    if job.state == "failed" and not job.error:
+        job.error = console_tail(run_dir) or "the training process ended unexpectedly"
+    return job
+
+
+class JobRefused(Exception):
+    """A job cannot start now; the message says why."""
+
+
+def start(data: list[str], steps: int, settings: dict[str, object], name: str | None = None) -> Job:
+    """Start training in the background; raises JobRefused while another job is active."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUNS_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions clicking Start at once: one wins
+        job = current_job()
+        if job is not None and job.active:
+            raise JobRefused(f"A training job is already running ({job.name}, step {job.step} of "
+                             f"{job.steps or '?'}). Stop it or wait for it to finish: "
+                             "only one job runs at a time.")
+        run_dir = _new_run_dir(name)
+        command = [sys.executable, "-m", "sketch_model", "train", *data, "--out", str(run_dir),
+                   "--steps", str(steps)]
+        for key, value in settings.items():
+            command += ["--set", f"{key}={value}"]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with open(console_path(run_dir), "wb") as console:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                       stdout=console, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        pointer = {"run_dir": str(run_dir), "pid": process.pid, "started": time.time(),
+                   "command": command}
+        tmp = RUNS_DIR / f".{POINTER}.tmp"
+        tmp.write_text(json.dumps(pointer, indent=2))
+        tmp.replace(RUNS_DIR / POINTER)
+    return current_job() or Job(run_dir, process.pid, pointer["started"], "starting")
+
+
+def _new_run_dir(name: str | None) -> Path:
+    base = name or time.strftime("run-%Y%m%d-%H%M%S")
+    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
+    candidate, n = RUNS_DIR / base, 1
+    while candidate.exists() or console_path(candidate).exists():
+        n += 1
+        candidate = RUNS_DIR / f"{base}-{n}"
+    return candidate
+
+
+def stop(job: Job) -> None:
+    """Ask the job to save a checkpoint and exit (SIGTERM); the train command does the rest."""
+    if job.state == "running" and _alive(job.pid):
+        os.kill(job.pid, signal.SIGTERM)
+
+
+def read_log(run_dir: Path) -> dict[str, list[float]]:
+    """log.csv as columns of floats (empty cells become NaN); {} until the first row."""
+    try:
+        with open(run_dir / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key is None:
+                continue
+            try:
+                number = float(value) if value not in (None, "") else float("nan")
+            except ValueError:
+                number = float("nan")
+            columns.setdefault(key, []).append(number)
+    return columns

@@ -1,0 +1,143 @@
+"""Train a model in the background and watch its curves and samples as it learns."""
+
+import hashlib
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import common
+import jobs
+from sketch_model import datasets
+from sketch_model.errors import SketchError
+
+common.page_setup("Train", "🏋️")
+
+SIZES = {  # decoder units, encoder units per direction, z size, mixture components
+    "Tiny (minutes on a CPU)": (64, 32, 16, 5),
+    "Small": (256, 128, 64, 10),
+    "Paper (large, needs hours)": (512, 256, 128, 20),
+}
+
+
+def uploaded_paths(files) -> list[str]:
+    """Save uploads under RUNS_DIR/uploads (named by content) and keep those that read as sketches."""
+    paths = []
+    for file in files or []:
+        content = file.getvalue()
+        folder = common.RUNS_DIR / "uploads" / hashlib.sha256(content).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / file.name
+        path.write_bytes(content)
+        try:
+            if path.suffix.lower() == ".npz":
+                datasets.read_npz(path)
+            else:
+                datasets.read_ndjson(path)
+        except SketchError as err:
+            st.sidebar.error(f"{file.name} is not a sketch file: {err}")
+            continue
+        paths.append(str(path))
+    return paths
+
+
+with st.sidebar:
+    st.header("Data")
+    bundled = common.bundled_datasets()
+    categories = common.quickdraw_categories()
+    picked = st.multiselect("Bundled datasets", list(bundled), default=list(bundled)[:1],
+                            key="train_bundled")
+    picked_categories = st.multiselect(f"Quick, Draw! categories ({len(categories)} found)",
+                                       list(categories), key="train_categories")
+    uploads = st.file_uploader("Your files (.npz or .ndjson)", type=["npz", "ndjson"],
+                               accept_multiple_files=True, key="train_uploads")
+    data = ([str(bundled[name]) for name in picked]
+            + [str(categories[name]) for name in picked_categories] + uploaded_paths(uploads))
+
+    st.header("Model")
+    conditional = st.toggle("VAE (encoder + decoder)", True, key="train_conditional",
+                            help="Off: an unconditional decoder, which can only generate and complete.")
+    cell = st.selectbox("Decoder cell", ["lstm", "layer_norm", "hyper"], key="train_cell")
+    size = st.selectbox("Size", list(SIZES), key="train_size")
+    dec, enc, z, mixtures = SIZES[size]
+
+    st.header("Training")
+    steps = st.number_input("Steps", 10, 1_000_000, 500, 10, key="train_steps")
+    save_every = st.number_input("Checkpoint and validate every", 5, 100_000, 50, 5,
+                                 key="train_save_every")
+    with st.expander("More settings"):
+        batch_size = st.select_slider("Batch size", [8, 16, 32, 50, 100], 32, key="train_batch")
+        learning_rate = st.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], 1e-3,
+                                         key="train_lr")
+        kl_weight = st.slider("KL weight", 0.0, 1.0, 0.5, 0.05, key="train_kl",
+                              disabled=not conditional)
+        max_seq_len = st.number_input("Longest sketch (points)", 10, 1000, 250, key="train_max_len")
+        dropout = st.toggle("Recurrent dropout", True, key="train_dropout")
+        name = st.text_input("Run name", placeholder="run-<date>-<time>", key="train_name")
+    start = st.button("Start training", type="primary", key="train_start", width="stretch")
+
+settings = {
+    "conditional": conditional, "dec_model": cell, "dec_rnn_size": dec, "enc_rnn_size": enc,
+    "z_size": z, "num_mixture": mixtures, "save_every": save_every, "batch_size": batch_size,
+    "learning_rate": learning_rate, "kl_weight": kl_weight, "max_seq_len": max_seq_len,
+    "use_recurrent_dropout": dropout,
+}
+if start:
+    if not data:
+        st.warning("Pick at least one dataset or upload a file first.")
+    else:
+        try:
+            jobs.start(data, int(steps), settings, name=name or None)
+        except jobs.JobRefused as err:
+            st.error(str(err))
+
+
+def curves(log: dict) -> go.Figure:
+    """Losses, learning rate and KL weight against the step."""
+    figure = make_subplots(1, 3, subplot_titles=("Losses", "Learning rate", "KL weight"))
+    step = log.get("step", [])
+    for column, panel in (("loss", 1), ("L_R", 1), ("L_KL", 1), ("valid_loss", 1),
+                          ("valid_L_R", 1), ("valid_L_KL", 1), ("lr", 2), ("kl_weight", 3)):
+        if column in log:
+            valid = column.startswith("valid")
+            figure.add_trace(go.Scatter(
+                x=step, y=log[column], name=column, connectgaps=True,
+                mode="lines+markers" if valid else "lines",
+                line={"dash": "dot"} if valid else None), 1, panel)
+    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         legend={"orientation": "h"})
+    return figure
+
+
+def show_job(was_active: bool) -> None:
+    job = jobs.current_job()
+    if job is None:
+        st.info("No training job yet: choose the data and settings in the sidebar, then **Start**.")
+        return
+    if was_active and not job.active:
+        st.rerun()  # finished: refresh the whole page (and every model picker)
+    progress = job.step / job.steps if job.steps else 0.0
+    st.progress(min(progress, 1.0), text=f"**{job.name}**: {job.state}, step {job.step} of "
+                                         f"{job.steps or '?'}")
+    if job.state == "running":
+        st.button("Stop", key="train_stop", on_click=jobs.stop, args=(job,),
+                  help="Saves a checkpoint, then ends the job.")
+    if job.state == "failed":
+        st.error(f"Training failed: {job.error}")
+    elif job.state in ("finished", "stopped"):
+        st.success(f"The model is saved in `{job.run_dir}` and appears in every page's model picker "
+                   f"as **{job.name} (your run)**.")
+    log = jobs.read_log(job.run_dir)
+    if log.get("step"):
+        with st.container(key="train_curves"):
+            st.plotly_chart(curves(log), key="train_chart")
+    elif job.active:
+        st.caption("Waiting for the first logged step…")
+    samples = job.run_dir / "samples.svg"
+    if samples.is_file():
+        st.image(samples.read_text(), caption="Samples from the latest checkpoint")
+
+
+job = jobs.current_job()
+active = job is not None and job.active
+st.fragment(show_job, run_every=2.0 if active else None)(active)

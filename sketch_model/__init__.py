@@ -1,0 +1,14 @@
+"""sketch_model: a faithful sketch-rnn (Ha & Eck 2017) in Keras 3."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .config import HParams  # noqa: E402
+from .errors import (DataFileError, DrawingError, ModelFileError, SketchError,  # noqa: E402
+                     TrainingError)
+from .sample import Sketcher, latent_path, load_model  # noqa: E402
+
+__all__ = ["HParams", "Sketcher", "load_model", "latent_path", "SketchError", "DataFileError",
+           "DrawingError", "ModelFileError", "TrainingError"]

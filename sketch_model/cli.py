@@ -1,0 +1,101 @@
+"""The command line: python -m sketch_model {train, eval, sample, simplify}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SketchError
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    train(args.data, args.out, steps=args.steps, overrides=args.set)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from . import datasets
+    from .evaluate import evaluate_losses
+    from .sample import load_model
+
+    sketcher = load_model(args.model_dir)
+    hps = sketcher.hps
+    data = datasets.load_dataset(args.data, hps.max_seq_len)
+    sketches = datasets.normalize(getattr(data, args.split), sketcher.scale_factor)
+    result = evaluate_losses(sketcher.model, sketches, hps)
+    result.update(split=args.split, dropped_too_long=data.dropped_too_long[args.split])
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.split}: n={result['n']} L_R={result['L_R']:.4f} L_KL={result['L_KL']:.4f} "
+              f"loss={result['loss']:.4f}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from .render import save_drawings
+    from .sample import load_model
+
+    sketcher = load_model(args.model_dir)
+    drawings = sketcher.generate(n=args.n, temperature=args.temperature, seed=args.seed)
+    save_drawings(args.out, drawings)
+    print(f"wrote {len(drawings)} drawing(s) to {args.out}")
+
+
+def _simplify(args: argparse.Namespace) -> None:
+    from .quickdraw import simplify_ndjson
+
+    counts = simplify_ndjson(Path(args.raw), Path(args.out))
+    print(json.dumps(counts))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sketch_model",
+                                     description="sketch-rnn: train, evaluate and sample sketch models")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model, or resume the run in --out")
+    p.add_argument("data", nargs="+", help=".npz or .ndjson files, or directories of them")
+    p.add_argument("--out", required=True, help="run directory (created, or resumed if it holds a run)")
+    p.add_argument("--steps", type=int, help="total training steps (hparam num_steps)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override an hparam, e.g. --set dec_model=layer_norm (repeatable)")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("eval", help="losses of a model on a data split, as the reference evaluates")
+    p.add_argument("model_dir")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("sample", help="draw new sketches from a model")
+    p.add_argument("model_dir")
+    p.add_argument("--n", type=int, default=9)
+    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", required=True, help="output file: .svg, .png or .json (stroke-3 lists)")
+    p.set_defaults(run=_sample)
+
+    p = sub.add_parser("simplify", help="Quick, Draw! preprocessing of a raw ndjson file")
+    p.add_argument("raw", help="raw Quick, Draw! .ndjson")
+    p.add_argument("--out", required=True, help="simplified .ndjson to write")
+    p.set_defaults(run=_simplify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except SketchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # bad settings, e.g. --set with an unknown name
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,123 @@
+"""Hyperparameters: one dataclass with the names and defaults of the reference sketch-rnn."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFileError
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class HParams:
+    """Model and training settings; defaults are those of magenta's sketch_rnn/model.py."""
+
+    num_steps: int = 10_000_000  # total training steps (the train command's --steps overrides)
+    save_every: int = 500  # validate and checkpoint every this many steps
+    max_seq_len: int = 250  # longer sketches are dropped; N_max in the loss normalisation
+    dec_rnn_size: int = 512
+    dec_model: str = "lstm"  # lstm | layer_norm | hyper
+    enc_rnn_size: int = 256  # per direction of the bidirectional encoder
+    enc_model: str = "lstm"  # lstm | layer_norm
+    z_size: int = 128
+    kl_weight: float = 0.5
+    kl_weight_start: float = 0.01
+    kl_tolerance: float = 0.2
+    batch_size: int = 100
+    grad_clip: float = 1.0
+    num_mixture: int = 20
+    learning_rate: float = 0.001
+    decay_rate: float = 0.9999
+    kl_decay_rate: float = 0.99995
+    min_learning_rate: float = 0.00001
+    use_recurrent_dropout: bool = True
+    recurrent_dropout_prob: float = 0.90  # keep probability
+    use_input_dropout: bool = False
+    input_dropout_prob: float = 0.90  # keep probability
+    use_output_dropout: bool = False
+    output_dropout_prob: float = 0.90  # keep probability
+    random_scale_factor: float = 0.15
+    augment_stroke_prob: float = 0.10
+    conditional: bool = True
+    hyper_num_units: int = 256
+    hyper_embedding_size: int = 32
+    seed: int = 0  # seeds weights, data order, augmentation, dropout and z noise
+    bucket_width: int = 10  # batches are padded to a multiple of this (fewer retraces)
+
+    def __post_init__(self) -> None:
+        if self.dec_model not in ("lstm", "layer_norm", "hyper"):
+            raise ValueError(f"dec_model must be lstm, layer_norm or hyper, not {self.dec_model!r}")
+        if self.enc_model not in ("lstm", "layer_norm"):
+            raise ValueError(f"enc_model must be lstm or layer_norm, not {self.enc_model!r}")
+        for name in ("max_seq_len", "dec_rnn_size", "enc_rnn_size", "z_size", "batch_size",
+                     "num_mixture", "save_every", "hyper_num_units", "hyper_embedding_size",
+                     "bucket_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a keep probability in (0, 1], not {getattr(self, name)}")
+
+    def replace(self, **changes: Any) -> "HParams":
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, assignments: list[str]) -> "HParams":
+        """Apply `NAME=VALUE` strings (the command line's --set), converting to each field's type."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for item in assignments:
+            name, sep, text = item.partition("=")
+            name = name.strip()
+            if not sep or name not in fields:
+                raise ValueError(f"--set expects NAME=VALUE with NAME one of: {', '.join(fields)}; got {item!r}")
+            kind = type(getattr(self, name))
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"{name} is true or false, not {text!r}")
+                changes[name] = text.lower() in ("true", "1")
+            else:
+                try:
+                    changes[name] = kind(text)
+                except ValueError:
+                    raise ValueError(f"{name} expects a {kind.__name__}, not {text!r}") from None
+        return self.replace(**changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HParams":
+        """Rebuild from `to_dict` output; unknown keys or a newer format are refused."""
+        data = dict(data)
+        version = data.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ModelFileError(
+                f"hparams format version {version!r} is not supported (this library reads version "
+                f"{FORMAT_VERSION}); was the model made by another version of sketch_model?")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelFileError(f"hparams carry unknown settings {unknown}: made by another version?")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"hparams are invalid: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HParams":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{path} is missing: not a sketch_model model directory") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelFileError(f"{path} is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{path} does not hold a JSON object of hparams")
+        return cls.from_dict(data)

@@ -1,0 +1,175 @@
+"""The sketch-rnn model (Ha & Eck 2017): a bidirectional-LSTM encoder to a latent z, a
+recurrent decoder whose initial state is tanh(W z + b) and whose every input carries z, and a
+mixture-density head of `num_mixture` bivariate Gaussians plus a 3-way pen state.
+
+Inputs are dicts: "strokes" (B, T+1, 5) stroke-5 with the start token (0, 0, 1, 0, 0) in row
+0, "lengths" (B,) points per sketch, and optionally "eps" (B, z_size), the noise for z.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import ops
+
+from .cells import Linear, make_cell, run_cell
+from .config import HParams
+from .losses import kl_loss, reconstruction_loss
+
+
+def reverse_within_length(x, lengths):
+    """Reverse each sequence of x (B, T, D) within its first `length` steps; padding stays put."""
+    steps = ops.arange(ops.shape(x)[1])[None, :]
+    lengths = ops.cast(lengths, "int32")[:, None]
+    index = ops.where(steps < lengths, lengths - 1 - steps, steps)
+    return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
+
+
+def last_step(states, lengths):
+    """The state at step length-1 of each sequence; states is (B, T, D)."""
+    index = ops.maximum(ops.cast(lengths, "int32") - 1, 0)
+    return ops.take_along_axis(states, index[:, None, None], axis=1)[:, 0, :]
+
+
+@keras.saving.register_keras_serializable(package="sketch_model")
+class SketchRNN(keras.Model):
+    """The seq2seq VAE (conditional) or the decoder-only model (unconditional)."""
+
+    def __init__(self, hparams: HParams | dict, **kwargs):
+        super().__init__(**kwargs)
+        hps = hparams if isinstance(hparams, HParams) else HParams.from_dict(hparams)
+        self.hps = hps
+        rng = np.random.default_rng(hps.seed)
+        if hps.conditional:
+            self.enc_fw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_fw")
+            self.enc_bw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_bw")
+            self.to_mu = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="mu")
+            self.to_presig = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="presig")
+        dec_input = 5 + (hps.z_size if hps.conditional else 0)
+        self.decoder = make_cell(hps.dec_model, hps.dec_rnn_size, dec_input, rng,
+                                 hps.hyper_num_units, hps.hyper_embedding_size, name="decoder")
+        if hps.conditional:
+            self.to_state = Linear(hps.z_size, self.decoder.state_size, rng, std=0.001,
+                                   name="initial_state")
+        self.head = Linear(hps.dec_rnn_size, 3 + 6 * hps.num_mixture, rng, name="mixture_head")
+        self.seed_generator = keras.random.SeedGenerator(hps.seed)
+        self.kl_weight = keras.Variable(hps.kl_weight_start, trainable=False, name="kl_weight")
+        self.l_r_tracker = keras.metrics.Mean(name="L_R")
+        self.l_kl_tracker = keras.metrics.Mean(name="L_KL")
+        self.built = True
+
+    def get_config(self) -> dict:
+        return {"hparams": self.hps.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SketchRNN":
+        return cls(HParams.from_dict(config["hparams"]), name=config.get("name"))
+
+    def _keep_mask(self, shape, keep_prob: float):
+        """Dropout multipliers: 0 with probability 1 - keep_prob, else 1 / keep_prob."""
+        u = keras.random.uniform(shape, seed=self.seed_generator)
+        return ops.cast(u < keep_prob, "float32") / keep_prob
+
+    def _recurrent_keep(self, batch, steps, units, training):
+        if training and self.hps.use_recurrent_dropout and self.hps.recurrent_dropout_prob < 1.0:
+            return self._keep_mask((batch, steps, units), self.hps.recurrent_dropout_prob)
+        return None
+
+    def encode(self, strokes, lengths, training: bool = False):
+        """(mu, presig) of q(z | sketch); strokes (B, T, 5) without the start token."""
+        batch, steps = ops.shape(strokes)[0], ops.shape(strokes)[1]
+        units = self.hps.enc_rnn_size
+        zeros = ops.zeros((batch, units))
+        _, fw = run_cell(self.enc_fw, strokes, (zeros, zeros),
+                         self._recurrent_keep(batch, steps, units, training))
+        _, bw = run_cell(self.enc_bw, reverse_within_length(strokes, lengths), (zeros, zeros),
+                         self._recurrent_keep(batch, steps, units, training))
+        last_h = ops.concatenate([last_step(fw[0], lengths), last_step(bw[0], lengths)], axis=-1)
+        return self.to_mu(last_h), self.to_presig(last_h)
+
+    def initial_state(self, z, batch):
+        """Decoder state tanh(W z + b) for a VAE, zeros for an unconditional model."""
+        if self.hps.conditional:
+            return self.decoder.split_state(ops.tanh(self.to_state(z)))
+        return self.decoder.split_state(ops.zeros((batch, self.decoder.state_size)))
+
+    def decode(self, inputs, z, state, training: bool = False):
+        """Run the decoder over stroke-5 inputs (B, T, 5) from `state`; returns (raw, final)."""
+        batch, steps = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        if self.hps.conditional:
+            tiled = ops.broadcast_to(ops.expand_dims(z, 1), (batch, steps, self.hps.z_size))
+            inputs = ops.concatenate([inputs, tiled], axis=-1)
+        if training and self.hps.use_input_dropout:
+            inputs = inputs * self._keep_mask(ops.shape(inputs), self.hps.input_dropout_prob)
+        keep = self._recurrent_keep(batch, steps, self.hps.dec_rnn_size, training)
+        final, states = run_cell(self.decoder, inputs, state, keep)
+        h = states[0]
+        if training and self.hps.use_output_dropout:
+            h = h * self._keep_mask(ops.shape(h), self.hps.output_dropout_prob)
+        return self.head(h), final
+
+    def call(self, inputs, training: bool = False):
+        strokes, lengths = inputs["strokes"], inputs["lengths"]
+        batch = ops.shape(strokes)[0]
+        out = {}
+        z = None
+        if self.hps.conditional:
+            mu, presig = self.encode(strokes[:, 1:], lengths, training)
+            eps = inputs.get("eps")
+            if eps is None:
+                eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+            z = mu + ops.exp(presig / 2.0) * eps
+            out.update(mu=mu, presig=presig)
+        raw, _ = self.decode(strokes[:, :-1], z, self.initial_state(z, batch), training)
+        out["params"] = raw
+        return out
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Total loss L_R + w_KL * max(KL, kl_tolerance), as the reference trains."""
+        l_r = reconstruction_loss(x["strokes"][:, 1:], x["lengths"], y_pred["params"],
+                                  self.hps.num_mixture, self.hps.max_seq_len,
+                                  pen_through_end=True)
+        if self.hps.conditional:
+            l_kl = ops.maximum(kl_loss(y_pred["mu"], y_pred["presig"]), self.hps.kl_tolerance)
+        else:
+            l_kl = ops.zeros(())
+        self.l_r_tracker.update_state(l_r)
+        self.l_kl_tracker.update_state(l_kl)
+        return l_r + ops.cast(self.kl_weight, l_r.dtype) * l_kl
+
+
+def learning_rate_at(hps: HParams, step):
+    """The reference's schedule: (lr - min_lr) * decay_rate^step + min_lr."""
+    return (hps.learning_rate - hps.min_learning_rate) * hps.decay_rate ** step + hps.min_learning_rate
+
+
+def kl_weight_at(hps: HParams, step):
+    """The reference's KL annealing: w - (w - w_start) * kl_decay_rate^step."""
+    return hps.kl_weight - (hps.kl_weight - hps.kl_weight_start) * hps.kl_decay_rate ** step
+
+
+@keras.saving.register_keras_serializable(package="sketch_model")
+class ReferenceSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """learning_rate_at as a Keras schedule driven by the optimizer's step count."""
+
+    def __init__(self, learning_rate: float, decay_rate: float, min_learning_rate: float):
+        self.learning_rate = learning_rate
+        self.decay_rate = decay_rate
+        self.min_learning_rate = min_learning_rate
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        return ((self.learning_rate - self.min_learning_rate) * ops.power(self.decay_rate, step)
+                + self.min_learning_rate)
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "decay_rate": self.decay_rate,
+                "min_learning_rate": self.min_learning_rate}
+
+
+def build_model(hps: HParams) -> SketchRNN:
+    """A compiled model: Adam on the reference's schedule with per-value gradient clipping."""
+    model = SketchRNN(hps)
+    schedule = ReferenceSchedule(hps.learning_rate, hps.decay_rate, hps.min_learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipvalue=hps.grad_clip))
+    return model

@@ -1,0 +1,333 @@
+"""Sampling: the API the app uses on a loaded model (generate, complete, reconstruct, encode,
+decode, interpolate).
+
+Sampling is sequential, one point at a time, so it runs in numpy on the model's weights rather
+than through the Keras graph: a step costs a few small matrix products instead of a framework
+call. tests/test_sample.py checks that this path gives the same numbers as the Keras model.
+All inputs and outputs are stroke-3 arrays in drawing units; the scale factor is inside.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from keras import ops
+
+from .config import HParams
+from .errors import ModelFileError, SketchError
+from .model import SketchRNN
+from .strokes import as_stroke3, stroke3_to_stroke5
+
+START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
+LN_EPSILON = 1e-3
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int) -> np.ndarray:
+    xs = x.reshape(x.shape[0], groups, -1)
+    mean = xs.mean(axis=-1, keepdims=True)
+    var = np.square(xs - mean).mean(axis=-1, keepdims=True)
+    return ((xs - mean) / np.sqrt(var + LN_EPSILON)).reshape(x.shape) * gamma + beta
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class NumpyCell:
+    """One recurrent cell's step in numpy, with the weights of a cells.py layer."""
+
+    def __init__(self, layer) -> None:
+        self.kind = type(layer).__name__
+        self.layer_norm = getattr(layer, "layer_norm", True)
+        self.w = {v.path.split("/")[-1]: ops.convert_to_numpy(v) for v in layer.weights}
+        self.units = layer.units
+        self.state_size = layer.state_size
+
+    def split_state(self, flat: np.ndarray) -> tuple:
+        if self.kind == "HyperLSTMCell":
+            u, k = self.units, (self.state_size // 2) - self.units
+            return (flat[:, :u], flat[:, u:2 * u], flat[:, 2 * u:2 * u + k], flat[:, 2 * u + k:])
+        return tuple(np.split(flat, 2, axis=-1))
+
+    def zero_state(self, batch: int) -> tuple:
+        return self.split_state(np.zeros((batch, self.state_size), np.float32))
+
+    def project_inputs(self, x: np.ndarray) -> tuple:
+        w = self.w
+        if self.kind == "HyperLSTMCell":
+            return (x @ w["W_xh"], x @ w["hyper_W_xh"] + w["hyper_bias"])
+        return (x @ w["W_xh"],) if self.layer_norm else (x @ w["W_xh"] + w["bias"],)
+
+    def step(self, state: tuple, projected: tuple) -> tuple:
+        w = self.w
+        if self.kind == "HyperLSTMCell":
+            return self._hyper_step(state, projected)
+        h, c = state
+        z = projected[0] + h @ w["W_hh"]
+        if self.layer_norm:
+            z = _layer_norm(z, w["ln_gamma"], w["ln_beta"], 4)
+        i, j, f, o = np.split(z, 4, axis=-1)
+        c = c * _sigmoid(f + 1.0) + _sigmoid(i) * np.tanh(j)
+        c_out = _layer_norm(c, w["ln_c_gamma"], w["ln_c_beta"], 1) if self.layer_norm else c
+        return (np.tanh(c_out) * _sigmoid(o), c)
+
+    def _hyper_step(self, state: tuple, projected: tuple) -> tuple:
+        w = self.w
+        h, c, hh, hc = state
+        xw, hyper_xw = projected
+        zh = hyper_xw + h @ w["hyper_W_hmain"] + hh @ w["hyper_W_hh"]
+        hi, hj, hf, ho = np.split(zh, 4, axis=-1)
+        hc = hc * _sigmoid(hf + 1.0) + _sigmoid(hi) * np.tanh(hj)
+        hh = np.tanh(hc) * _sigmoid(ho)
+        batch, e, u = h.shape[0], w["zw"].shape[1] // 8, self.units
+        zw = (hh @ w["zw"] + w["zw_bias"]).reshape(batch, 8, e)
+        scale = np.einsum("bge,geu->bgu", zw, w["alpha"])
+        shift = np.einsum("bge,geu->bgu", (hh @ w["zb"]).reshape(batch, 4, e), w["beta"])
+        x_part = xw.reshape(batch, 4, u) * scale[:, :4]
+        h_part = (h @ w["W_hh"]).reshape(batch, 4, u) * scale[:, 4:] + shift
+        z = (x_part + h_part).reshape(batch, 4 * u) + w["bias"]
+        z = _layer_norm(z, w["ln_gamma"], w["ln_beta"], 4)
+        i, j, f, o = np.split(z, 4, axis=-1)
+        c = c * _sigmoid(f + 1.0) + _sigmoid(i) * np.tanh(j)
+        h = np.tanh(_layer_norm(c, w["ln_c_gamma"], w["ln_c_beta"], 1)) * _sigmoid(o)
+        return (h, c, hh, hc)
+
+    def run(self, x: np.ndarray, state: tuple) -> tuple[tuple, np.ndarray]:
+        """Run over x (B, T, D); returns (final state, h of every step (B, T, units))."""
+        projected = self.project_inputs(x)
+        outputs = []
+        for t in range(x.shape[1]):
+            state = self.step(state, tuple(p[:, t] for p in projected))
+            outputs.append(state[0])
+        return state, np.stack(outputs, axis=1) if outputs else np.zeros((x.shape[0], 0, self.units))
+
+
+def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
+    return ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.bias)
+
+
+def latent_path(za: np.ndarray, zb: np.ndarray, steps: int, method: str = "slerp") -> np.ndarray:
+    """`steps` latent vectors from za to zb (both ends included), spherical or linear."""
+    if steps < 2:
+        raise SketchError(f"an interpolation needs at least 2 steps, not {steps}")
+    if method not in ("slerp", "linear"):
+        raise SketchError(f"interpolation method must be slerp or linear, not {method!r}")
+    za, zb = np.asarray(za, np.float64), np.asarray(zb, np.float64)
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    if method == "slerp":
+        cos = np.dot(za, zb) / max(np.linalg.norm(za) * np.linalg.norm(zb), 1e-12)
+        omega = np.arccos(np.clip(cos, -1.0, 1.0))
+        if omega > 1e-6:
+            return ((np.sin((1 - t) * omega) * za + np.sin(t * omega) * zb) / np.sin(omega)).astype(np.float32)
+    return ((1 - t) * za + t * zb).astype(np.float32)
+
+
+class Sketcher:
+    """A trained model ready to draw: wraps a SketchRNN and its data scale factor."""
+
+    def __init__(self, model: SketchRNN, scale_factor: float, path: Path | None = None,
+                 info: dict | None = None) -> None:
+        self.model = model
+        self.hps: HParams = model.hps
+        self.scale_factor = float(scale_factor)
+        self.path = path
+        self.info = info or {}
+        self.decoder = NumpyCell(model.decoder)
+        self.head = _linear(model.head)
+        if self.hps.conditional:
+            self.enc_fw, self.enc_bw = NumpyCell(model.enc_fw), NumpyCell(model.enc_bw)
+            self.to_mu, self.to_state = _linear(model.to_mu), _linear(model.to_state)
+
+    @property
+    def conditional(self) -> bool:
+        return self.hps.conditional
+
+    @property
+    def card(self) -> dict:
+        """What the model directory says about the model: hparams, data, training, test losses."""
+        return {"name": self.path.name if self.path else "(in memory)",
+                "hparams": self.hps.to_dict(), **self.info}
+
+    # --- drawing units <-> model units -------------------------------------------------------
+
+    def _to_model(self, sketch) -> np.ndarray:
+        s3 = as_stroke3(sketch)
+        if len(s3) == 0:
+            raise SketchError("the drawing is empty")
+        if len(s3) > self.hps.max_seq_len:
+            raise SketchError(f"the drawing has {len(s3)} points; this model takes at most "
+                              f"{self.hps.max_seq_len} (simplify it with fit_to_model)")
+        s3[:, 0:2] /= self.scale_factor
+        return s3
+
+    def _to_drawing(self, s3: np.ndarray) -> np.ndarray:
+        out = s3.astype(np.float32).copy()
+        out[:, 0:2] *= self.scale_factor
+        return out
+
+    # --- latent space ------------------------------------------------------------------------
+
+    def _require_vae(self, what: str) -> None:
+        if not self.conditional:
+            raise SketchError(f"{what} needs a conditional (VAE) model; this one is unconditional")
+
+    def encode_many(self, sketches: list) -> np.ndarray:
+        """Latent means mu (n, z_size) of the drawings."""
+        self._require_vae("encoding")
+        model_units = [self._to_model(s) for s in sketches]
+        zs = []
+        for s3 in model_units:  # one at a time: each runs exactly its own length
+            x = stroke3_to_stroke5(s3, len(s3))[None]
+            zero = self.enc_fw.zero_state(1)
+            _, fw = self.enc_fw.run(x, zero)
+            _, bw = self.enc_bw.run(x[:, ::-1], zero)
+            last_h = np.concatenate([fw[:, -1], bw[:, -1]], axis=-1)
+            zs.append((last_h @ self.to_mu[0] + self.to_mu[1])[0])
+        return np.stack(zs).astype(np.float32)
+
+    def encode(self, sketch) -> np.ndarray:
+        """The latent mean mu (z_size,) of one drawing."""
+        return self.encode_many([sketch])[0]
+
+    # --- sampling ----------------------------------------------------------------------------
+
+    def _initial(self, z: np.ndarray | None, n: int) -> tuple:
+        if z is None:
+            return self.decoder.zero_state(n)
+        return self.decoder.split_state(np.tanh(z @ self.to_state[0] + self.to_state[1]))
+
+    def _inputs(self, s5: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        if z is None:
+            return s5
+        tiled = np.broadcast_to(z[:, None, :], (s5.shape[0], s5.shape[1], z.shape[1]))
+        return np.concatenate([s5, tiled], axis=-1)
+
+    def _sample(self, z: np.ndarray | None, n: int, temperature: float,
+                rng: np.random.Generator, prefix: np.ndarray | None = None) -> list[np.ndarray]:
+        """n stroke-3 continuations (model units) of `prefix` from latent z (n, z) or none."""
+        if not temperature > 0:
+            raise SketchError(f"temperature must be positive, not {temperature}")
+        m = self.hps.num_mixture
+        prefix = np.zeros((0, 3), np.float32) if prefix is None else prefix
+        primer = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(prefix, len(prefix))])
+        state, h = self.decoder.run(self._inputs(np.repeat(primer[None], n, axis=0), z),
+                                    self._initial(z, n))
+        h = h[:, -1]
+        points = np.zeros((n, self.hps.max_seq_len - len(prefix), 3), np.float32)
+        lengths = np.full(n, points.shape[1])
+        ended = np.zeros(n, bool)
+        rows = np.arange(n)
+        for t in range(points.shape[1]):
+            raw = h @ self.head[0] + self.head[1]
+            pen_p = _softmax(raw[:, :3] / temperature)
+            pi_p = _softmax(raw[:, 3:3 + m] / temperature)
+            mu1, mu2, ls1, ls2, corr = (raw[:, 3 + k * m:3 + (k + 1) * m] for k in range(1, 6))
+            u = rng.random((n, 2))
+            j = np.minimum((pi_p.cumsum(axis=1) < u[:, :1]).sum(axis=1), m - 1)
+            pen = np.minimum((pen_p.cumsum(axis=1) < u[:, 1:]).sum(axis=1), 2)
+            s1 = np.exp(np.clip(ls1[rows, j], -10, 10)) * np.sqrt(temperature)
+            s2 = np.exp(np.clip(ls2[rows, j], -10, 10)) * np.sqrt(temperature)
+            rho = np.tanh(np.clip(corr[rows, j], -5, 5))
+            e1, e2 = rng.standard_normal((2, n))
+            dx = mu1[rows, j] + s1 * e1
+            dy = mu2[rows, j] + s2 * (rho * e1 + np.sqrt(1.0 - rho ** 2) * e2)
+            newly_ended = (pen == 2) & ~ended
+            lengths[newly_ended] = t
+            ended |= newly_ended
+            if ended.all():
+                break
+            points[:, t] = np.stack([dx, dy, (pen == 1).astype(np.float32)], axis=1)
+            x = np.zeros((n, 1, 5), np.float32)
+            x[:, 0, 0], x[:, 0, 1] = dx, dy
+            x[rows, 0, 2 + pen] = 1.0
+            state, hs = self.decoder.run(self._inputs(x, z), state)
+            h = hs[:, -1]
+        return [np.concatenate([prefix, points[i, :lengths[i]]]) for i in range(n)]
+
+    def _finish(self, drawings: list[np.ndarray]) -> list[np.ndarray]:
+        return [self._to_drawing(d) for d in drawings]
+
+    def generate(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
+        """n new drawings: from z ~ N(0, I) for a VAE, from the zero state otherwise."""
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((n, self.hps.z_size)).astype(np.float32) if self.conditional else None
+        return self._finish(self._sample(z, n, temperature, rng))
+
+    def complete(self, prefix, n: int = 1, temperature: float = 0.5,
+                 seed: int | None = None) -> list[np.ndarray]:
+        """n completions of a partial drawing; each starts with the prefix's own rows.
+        A VAE conditions on the encoded prefix."""
+        s3 = self._to_model(prefix)
+        rng = np.random.default_rng(seed)
+        z = None
+        if self.conditional:
+            z = np.repeat(self.encode(prefix)[None], n, axis=0)
+        results = self._finish(self._sample(z, n, temperature, rng, prefix=s3))
+        original = as_stroke3(prefix)
+        for r in results:  # the user's rows exactly as given, not scaled back and forth
+            r[:len(original)] = original
+        return results
+
+    def decode(self, z, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
+        """One drawing decoded from a latent vector z (z_size,)."""
+        self._require_vae("decoding a latent vector")
+        z = np.asarray(z, np.float32).reshape(1, self.hps.z_size)
+        return self._finish(self._sample(z, 1, temperature, np.random.default_rng(seed)))[0]
+
+    def reconstruct(self, sketch, n: int = 1, temperature: float = 0.5,
+                    seed: int | None = None) -> list[np.ndarray]:
+        """n imitations of a drawing, decoded from its latent mean."""
+        self._require_vae("reconstruction")
+        z = np.repeat(self.encode(sketch)[None], n, axis=0)
+        return self._finish(self._sample(z, n, temperature, np.random.default_rng(seed)))
+
+    def interpolate(self, a, b, steps: int = 10, method: str = "slerp", temperature: float = 0.1,
+                    seed: int | None = None) -> list[np.ndarray]:
+        """Drawings decoded along the latent path from a to b (same random draws at each step)."""
+        self._require_vae("interpolation")
+        za, zb = self.encode_many([a, b])
+        path = latent_path(za, zb, steps, method)
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2 ** 31))
+        return [self.decode(z, temperature, seed) for z in path]
+
+
+def load_model(path: str | Path) -> Sketcher:
+    """Load a model directory (a bundled model or a training run) for drawing."""
+    import keras
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFileError(f"{path} is not a model directory")
+    keras_file = path / "model.keras"
+    if not keras_file.exists():
+        raise ModelFileError(f"{path} has no model.keras: not a model directory, or a run that "
+                             "has not reached its first checkpoint yet")
+    try:
+        dataset = json.loads((path / "dataset.json").read_text())
+        factor = float(dataset["scale_factor"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelFileError(f"{path}/dataset.json is missing or unreadable ({err})") from None
+    HParams.load(path / "hparams.json")  # refuses other or future versions with a clear message
+    try:
+        model = keras.saving.load_model(keras_file, compile=False, safe_mode=True,
+                                        custom_objects={"SketchRNN": SketchRNN})
+    except Exception as err:  # Keras raises many types for a bad or hostile file
+        raise ModelFileError(f"{keras_file} could not be loaded safely: {err}") from None
+    if not isinstance(model, SketchRNN):
+        raise ModelFileError(f"{keras_file} holds a {type(model).__name__}, not a sketch_model model")
+    info = {"dataset": dataset}
+    for name in ("best.json", "eval.json"):
+        if (path / name).exists():
+            try:
+                info[name[:-5]] = json.loads((path / name).read_text())
+            except (OSError, ValueError):
+                pass
+    return Sketcher(model, factor, path, info)

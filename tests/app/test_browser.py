@@ -1,0 +1,249 @@
+"""End to end in a real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+The app runs as `streamlit run app/Home.py` on a free local port, pointed at the tiny models.
+Screenshots and the Complete timing go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from canvas_json import APP
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's chromium is not installed at /usr/bin/chromium "
+                                       "(apt-get install -y chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(app_dirs, tmp_path_factory):
+    """`streamlit run app/Home.py` on a free port; yields its base URL."""
+    port = free_port()
+    runs = tmp_path_factory.mktemp("browser_runs")  # its own runs directory: training starts here
+    env = {**os.environ, **{k: str(v) for k, v in app_dirs.items()}, "SKETCH_RUNS_DIR": str(runs)}
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(APP / "Home.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=APP.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            log.flush()
+            pytest.fail(f"streamlit did not start:\n{Path(log.name).read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield {"url": url, "runs": runs}
+    _stop_training(runs)
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def _stop_training(runs: Path) -> None:
+    """End a training job the test started (by its recorded pid), so none outlives the tests."""
+    pointer = runs / "current_job.json"
+    if pointer.exists():
+        pid = json.loads(pointer.read_text())["pid"]
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def open_page(page, server, path: str = "") -> None:
+    page.goto(f"{server['url']}/{path}")
+    page.wait_for_selector("[data-testid='stSidebar']")
+    page.locator("h1").first.wait_for()  # the page's script has started drawing
+    wait_idle(page)
+
+
+def wait_idle(page, timeout: float = 60) -> None:
+    """Wait until the script has finished running (no 'running' status widget)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout * 1000)
+
+
+def draw_stroke(page, canvas_key: str, points: list[tuple[float, float]]) -> None:
+    """Real mouse events inside the canvas: press, move through the points, release."""
+    canvas = page.locator(f".st-key-{canvas_key} canvas.upper-canvas")
+    canvas.wait_for()
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x0 + x, y0 + y, steps=4)
+    page.mouse.up()
+    wait_idle(page)
+
+
+def sheep_points(cx: float = 170, cy: float = 170) -> list[tuple[float, float]]:
+    """A rough loop, like the body of a sheep."""
+    import math
+
+    return [(cx + 90 * math.cos(a / 10 * math.pi), cy + 60 * math.sin(a / 10 * math.pi))
+            for a in range(21)]
+
+
+def test_home(page, server, artifacts):
+    open_page(page, server)
+    page.get_by_text("tiny_vae").first.wait_for()
+    page.screenshot(path=str(artifacts / "home.png"), full_page=True)
+
+
+def test_draw_and_complete_four_candidates(page, server, artifacts):
+    open_page(page, server, "Draw_and_complete")
+    slider = page.locator(".st-key-draw_n input[type='range']")
+    assert slider.input_value() == "4", "4 candidates requested"
+    draw_stroke(page, "draw_0", sheep_points())
+    candidates = page.locator("[class*='st-key-draw_candidate_']")
+    assert candidates.count() == 0
+    started = time.perf_counter()
+    page.get_by_role("button", name="Complete", exact=True).click()
+    page.wait_for_function(
+        "() => document.querySelectorAll(\"[class*='st-key-draw_candidate_'] img\").length >= 4")
+    seconds = time.perf_counter() - started
+    wait_idle(page)
+    assert candidates.count() == 4
+    assert page.locator("[class*='st-key-draw_candidate_'] img").count() == 4
+    timings = artifacts / "timings.json"
+    data = json.loads(timings.read_text()) if timings.exists() else {}
+    data["complete_4_candidates_click_to_result_s"] = round(seconds, 3)
+    data["complete_model"] = "tiny_vae (test model)"
+    timings.write_text(json.dumps(data, indent=2) + "\n")
+    page.screenshot(path=str(artifacts / "draw_and_complete.png"), full_page=True)
+    print(f"Complete with 4 candidates: {seconds:.2f} s from click to result")
+
+
+def test_interpolation_slider_changes_the_drawing(page, server, artifacts):
+    open_page(page, server, "Interpolate")
+    draw_stroke(page, "interp_A_0", sheep_points(150, 150))
+    draw_stroke(page, "interp_B_0", [(30, 30), (250, 40), (200, 260), (40, 240), (30, 30)])
+    page.get_by_role("button", name="Encode both").click()
+    point = page.locator(".st-key-interp_point img")
+    point.wait_for()
+    wait_idle(page)
+    before = point.get_attribute("src")
+    slider = page.locator(".st-key-interp_t input[type='range']")
+    slider.focus()
+    for _ in range(6):  # 0.50 -> 0.80 in steps of 0.05
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => Number(document.querySelector(\".st-key-interp_t input[type='range']\").value) > 0.75")
+    wait_idle(page)
+    page.wait_for_function(
+        "(before) => document.querySelector('.st-key-interp_point img').getAttribute('src') !== before",
+        arg=before)
+    assert point.get_attribute("src") != before
+    page.screenshot(path=str(artifacts / "interpolate.png"), full_page=True)
+
+
+def test_generate(page, server, artifacts):
+    open_page(page, server, "Generate")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(
+        "() => document.querySelectorAll(\"[class*='st-key-generate_candidate_'] img\").length >= 6")
+    wait_idle(page)
+    page.screenshot(path=str(artifacts / "generate.png"), full_page=True)
+
+
+def test_dataset_gallery(page, server, artifacts):
+    open_page(page, server, "Dataset_gallery")
+    page.locator("[data-testid='stImage'] img").first.wait_for()
+    page.screenshot(path=str(artifacts / "dataset_gallery.png"), full_page=True)
+    page.get_by_role("tab", name="Latent map").click()
+    page.get_by_role("button", name="Encode and project").click()
+    points = page.locator(".st-key-latent_map .js-plotly-plot .scatterlayer .point")
+    points.first.wait_for()
+    wait_idle(page)
+    points.nth(3).click(force=True)  # clicking a point shows its drawing
+    page.locator(".st-key-latent_drawing img").wait_for()
+    wait_idle(page)
+    page.screenshot(path=str(artifacts / "latent_map.png"), full_page=True)
+
+
+CURVE_POINTS = ("() => { const plot = document.querySelector('.st-key-train_chart .js-plotly-plot');"
+                " return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0; }")
+
+
+def _steps_shown(page) -> int:
+    text = page.locator("[data-testid='stProgress']").inner_text()
+    match = re.search(r"step (\d+)", text)
+    return int(match.group(1)) if match else -1
+
+
+def test_training_from_the_sidebar(page, server, artifacts):
+    open_page(page, server, "Train")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    for key, value in (("train_steps", "400"), ("train_save_every", "20")):
+        field = sidebar.locator(f".st-key-{key} input")
+        field.fill(value)
+        field.press("Enter")
+        wait_idle(page)
+    sidebar.get_by_role("button", name="Start training").click()
+    page.locator("[data-testid='stProgress']").wait_for()
+    # The curve appears, then grows as log.csv gets more rows.
+    curve = page.locator(".st-key-train_chart .js-plotly-plot").first
+    curve.wait_for(timeout=120_000)
+    first, points = _steps_shown(page), page.evaluate(CURVE_POINTS)
+    assert points > 0
+    page.wait_for_function(f"() => ({CURVE_POINTS})() > {points}", timeout=120_000)
+    assert page.evaluate(CURVE_POINTS) > points and _steps_shown(page) > first
+    page.screenshot(path=str(artifacts / "train.png"), full_page=True)
+    # a second start is refused while the job runs
+    sidebar.get_by_role("button", name="Start training").click()
+    page.get_by_text("only one job runs at a time").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"stopped|finished")).first.wait_for(timeout=120_000)

@@ -1,0 +1,285 @@
+"""Page logic through Streamlit's AppTest, on tiny models trained by the `tiny_models` fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from canvas_json import APP, canvas, canvas_value, circle_stroke, fabric_path, zigzags
+
+PAGES = ["pages/1_Draw_and_complete.py", "pages/2_Interpolate.py", "pages/3_Generate.py",
+         "pages/4_Train.py", "pages/5_Dataset_gallery.py"]
+
+pytestmark = pytest.mark.usefixtures("app_dirs")
+
+
+def open_page(page: str | None = None, model: str = "tiny_vae") -> AppTest:
+    at = AppTest.from_file(str(APP / "Home.py"), default_timeout=120)
+    at.session_state["model_choice"] = model
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+def draw(at: AppTest, key: str, json_data: dict) -> None:
+    """Put a drawing on a canvas, as the browser component would report it."""
+    version = at.session_state[f"{key}_version"] if f"{key}_version" in at.session_state else 0
+    at.session_state[f"{key}_{version}"] = canvas_value(json_data)
+
+
+def test_home_lists_bundled_models():
+    at = open_page()
+    assert "tiny_vae" in texts(at.markdown) and "tiny_uncond" in texts(at.markdown)
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("model", ["tiny_vae", "tiny_uncond"])
+def test_every_page_loads(page, model):
+    at = open_page(page, model)
+    assert not at.error, texts(at.error)
+    if "Train" not in page:
+        assert at.sidebar.selectbox[0].value == model
+
+
+def test_generate_produces_drawings():
+    at = open_page("pages/3_Generate.py")
+    at.slider(key="generate_n").set_value(3)
+    at.checkbox(key="generate_fixed").check()
+    at.button(key="generate").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    drawings, _ = at.session_state["generate_results"]
+    assert len(drawings) == 3  # a barely trained model may end a drawing at once: 0 points
+    assert len(at.image) >= 3
+    # the same seed gives the same drawings
+    at.button(key="generate").click().run()
+    again, _ = at.session_state["generate_results"]
+    assert all((a == b).all() for a, b in zip(drawings, again))
+
+
+def test_replay_draws_a_growing_prefix():
+    at = open_page("pages/3_Generate.py")
+    at.slider(key="generate_n").set_value(2)
+    at.checkbox(key="generate_fixed").check()
+    at.button(key="generate").click().run()
+    drawings, _ = at.session_state["generate_results"]
+    longest = max(range(2), key=lambda i: len(drawings[i]))
+    if len(drawings[longest]) < 3:
+        pytest.skip("the tiny model drew almost nothing")
+    at.segmented_control(key="generate_replay_pick").set_value(longest).run()
+    replay = at.slider(key=f"generate_replay_{longest}_k")
+    assert replay.value == len(drawings[longest])
+    full = at.image[-1].value
+    replay.set_value(2).run()
+    assert not at.exception
+    assert at.image[-1].value != full
+    at.button(key=f"generate_replay_{longest}_play").click().run()
+    assert not at.exception
+
+
+def test_generate_unconditional():
+    at = open_page("pages/3_Generate.py", "tiny_uncond")
+    at.button(key="generate").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert len(at.session_state["generate_results"][0]) == 6
+
+
+def test_empty_canvas_gives_a_message():
+    at = open_page("pages/1_Draw_and_complete.py")
+    at.button(key="complete").click().run()
+    assert not at.exception
+    assert "empty" in texts(at.warning)
+    assert "draw_results" not in at.session_state
+
+
+def test_single_dot_gives_a_message():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(fabric_path([(100, 100), (100, 100)])))
+    at.button(key="complete").click().run()
+    assert not at.exception
+    assert "dot" in texts(at.warning) or at.error, texts(at.warning)
+    assert "draw_results" not in at.session_state
+
+
+def test_complete_shows_candidates_with_the_prefix():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(4)
+    at.button(key="complete").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    result = at.session_state["draw_results"]
+    assert len(result["drawings"]) == 4
+    prefix = result["input"]
+    for drawing in result["drawings"]:
+        assert (drawing[: len(prefix)] == prefix).all()
+    assert result["prefix_len"] == len(prefix)
+    assert len(at.download_button) >= 4 * 3  # SVG, PNG and JSON for each
+
+
+def test_reconstruct_with_a_vae_and_not_without():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(2)
+    at.button(key="reconstruct").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.session_state["draw_results"]["kind"] == "reconstruction"
+    assert len(at.session_state["draw_results"]["drawings"]) == 2
+
+    at = open_page("pages/1_Draw_and_complete.py", "tiny_uncond")
+    assert at.button(key="reconstruct").disabled
+
+
+def test_too_long_drawing_is_fitted_with_a_message():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(*zigzags(strokes=6, corners=80)))  # about 480 points, max 250
+    at.slider(key="draw_n").set_value(1)
+    at.button(key="complete").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert texts(at.info), "fit_to_model's message is shown"
+    assert len(at.session_state["draw_results"]["input"]) <= 250
+
+
+def test_undo_and_clear():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke(), circle_stroke(r=30)))
+    at.run()
+    at.button(key="draw_undo").click().run()
+    assert at.session_state["draw_initial"]["objects"] == [circle_stroke()]
+    assert at.session_state["draw_json"]["objects"] == [circle_stroke()]
+    at.button(key="draw_clear").click().run()
+    assert not at.session_state["draw_json"]["objects"]
+    at.button(key="complete").click().run()
+    assert "empty" in texts(at.warning)
+
+
+def test_interpolate_moves_along_the_path():
+    at = open_page("pages/2_Interpolate.py")
+    draw(at, "interp_A", canvas(circle_stroke()))
+    draw(at, "interp_B", canvas(fabric_path([(20, 20), (300, 40), (200, 300), (30, 250)])))
+    at.button(key="interp_encode").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.session_state["interp"]["z"].shape[0] == 2
+    before = [img.value for img in at.image]
+    at.slider(key="interp_t").set_value(0.0).run()
+    frames = at.session_state["interp"]["frames"]
+    assert any(key[0] == "fine" and key[1] == 0 for key in frames)
+    at.slider(key="interp_t").set_value(1.0).run()
+    assert any(key[0] == "fine" and key[1] == 20 for key in frames)
+    assert not at.exception and before
+
+
+def test_interpolate_from_a_dataset():
+    at = open_page("pages/2_Interpolate.py")
+    at.segmented_control(key="interp_source").set_value("Pick from a dataset").run()
+    assert not at.exception and not at.error, texts(at.error)
+    at.button(key="interp_encode").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "interp" in at.session_state
+
+
+def test_interpolate_refuses_an_unconditional_model():
+    at = open_page("pages/2_Interpolate.py", "tiny_uncond")
+    assert "unconditional" in texts(at.warning)
+
+
+def test_gallery_and_latent_map():
+    at = open_page("pages/5_Dataset_gallery.py")
+    assert not at.error, texts(at.error)
+    assert at.image, "a grid of sketches"
+    at.slider(key="latent_count").set_value(20)
+    at.button(key="latent_encode").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    key, xy = at.session_state["latent"]
+    assert xy.shape == (20, 2)
+
+
+def test_quickdraw_categories_in_the_gallery():
+    at = open_page("pages/5_Dataset_gallery.py")
+    options = at.selectbox(key="gallery_source").options
+    if "Quick, Draw! categories" not in options:
+        pytest.skip("no Quick, Draw! files in the data directory")
+    at.selectbox(key="gallery_source").set_value("Quick, Draw! categories").run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.image
+
+
+def test_upload_that_is_not_a_sketch_file(tmp_path):
+    at = open_page("pages/4_Train.py")
+    at.file_uploader(key="train_uploads").set_value(
+        [("bad.npz", b"this is not a sketch file", "application/octet-stream")]).run()
+    assert not at.exception
+    assert "not a sketch file" in texts(at.sidebar.error)
+
+
+def test_upload_of_a_quickdraw_file_is_accepted():
+    line = json.dumps({"word": "cat", "key_id": "1", "recognized": True, "countrycode": "GB",
+                       "timestamp": "2017-03-01", "drawing": [[[10, 60, 110], [20, 80, 20]],
+                                                              [[30, 90], [100, 100]]]})
+    at = open_page("pages/4_Train.py")
+    at.file_uploader(key="train_uploads").set_value(
+        [("cats.ndjson", (line + "\n").encode(), "application/x-ndjson")]).run()
+    assert not at.exception
+    assert not at.sidebar.error, texts(at.sidebar.error)
+
+
+def _fake_job(app_dirs, state: str, error: str | None = None, pid: int | None = None) -> None:
+    """A job pointer and run directory as the train command leaves them, without training."""
+    pid = pid or os.getpid()
+    runs = app_dirs["SKETCH_RUNS_DIR"]
+    run = runs / f"fake-{state}"
+    run.mkdir(exist_ok=True)
+    (run / "status.json").write_text(json.dumps(
+        {"state": state, "step": 3, "steps": 10, "pid": pid, "error": error}))
+    (run / "log.csv").write_text("step,loss,L_R,L_KL,lr,kl_weight\n1,2.0,1.5,0.5,0.001,0.01\n"
+                                 "2,1.8,1.4,0.4,0.001,0.02\n")
+    (runs / "current_job.json").write_text(json.dumps(
+        {"run_dir": str(run), "pid": pid, "started": 0}))
+
+
+def test_a_second_job_is_refused(app_dirs):
+    # a live process whose command line names sketch_model stands in for the training job
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "sketch_model"])
+    _fake_job(app_dirs, "running", pid=stand_in.pid)
+    try:
+        at = open_page("pages/4_Train.py")
+        assert "fake-running" in texts(at.get("progress")) or at.button(key="train_stop")
+        at.button(key="train_start").click().run()
+        assert "already running" in texts(at.error)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+        (app_dirs["SKETCH_RUNS_DIR"] / "current_job.json").unlink()
+
+
+def test_a_failed_job_shows_its_error(app_dirs):
+    _fake_job(app_dirs, "failed", "DataFileError: the training set is empty")
+    try:
+        at = open_page("pages/4_Train.py")
+        assert "the training set is empty" in texts(at.error)
+        assert at.get("plotly_chart"), "the curves of the log so far"
+    finally:
+        (app_dirs["SKETCH_RUNS_DIR"] / "current_job.json").unlink()
+
+
+def test_finished_runs_appear_in_the_model_picker(app_dirs, tiny_models):
+    run = app_dirs["SKETCH_RUNS_DIR"] / "my-sheep"
+    shutil.copytree(tiny_models / "tiny_vae", run)
+    try:
+        at = open_page("pages/3_Generate.py", "my-sheep (your run)")
+        assert "my-sheep (your run)" in at.sidebar.selectbox[0].options
+        assert at.sidebar.selectbox[0].value == "my-sheep (your run)"
+        at.button(key="generate").click().run()
+        assert not at.error, texts(at.error)
+    finally:
+        shutil.rmtree(run)
