@@ -25,6 +25,11 @@ from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
 from sketch_model.errors import SketchError  # noqa: E402
 from streamlit_drawable_canvas import st_canvas  # noqa: E402
 
+try:
+    from sketch_model import fit_to_model  # noqa: E402
+except ImportError:  # not yet re-exported by the package: its home module
+    from sketch_model.strokes import fit_to_model  # noqa: E402
+
 # Where the app finds things; each can be pointed elsewhere with an environment variable.
 MODELS_DIR = Path(os.environ.get("SKETCH_MODELS_DIR", ROOT / "assets" / "models"))
 RUNS_DIR = Path(os.environ.get("SKETCH_RUNS_DIR", ROOT / "runs"))
@@ -275,12 +280,12 @@ def canvas_drawing(json_data: dict | None, max_len: int | None = None) -> np.nda
         st.warning("That is a single dot: draw at least one line.")
         return None
     if max_len is not None:
-        fitted = attempt(sketch_model.fit_to_model, strokes, max_len)
+        fitted = attempt(fit_to_model, strokes, max_len)
         if fitted is None:
             return None
         strokes, message = fitted
         if message:
-            st.info(message)
+            st.info(message[:1].upper() + message[1:] + ".")
     return strokes
 
 
@@ -306,7 +311,7 @@ def download_buttons(drawing: np.ndarray, name: str, highlight_rows: int = 0, ke
 def svg_image(drawing: np.ndarray, *, size: int = 256, highlight_rows: int = 0,
               bounds: Any = None, caption: str | None = None) -> None:
     st.image(render.to_svg(drawing, size=size, highlight_rows=highlight_rows,
-                           highlight_color=USER_COLOR, bounds=bounds), caption=caption, width=size)
+                           highlight_color=USER_COLOR, bounds=bounds), caption=caption)
 
 
 def show_results(drawings: list[np.ndarray], *, key: str, prefix_len: int = 0,

@@ -168,8 +168,24 @@ class ReferenceSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_model(hps: HParams) -> SketchRNN:
-    """A compiled model: Adam on the reference's schedule with per-value gradient clipping."""
+    """A compiled model: Adam on the reference's schedule with per-value gradient clipping.
+
+    Adam is wrapped in Keras' LossScaleOptimizer with a scale of 1 that never grows, for one
+    property: a step whose gradients hold NaN or inf is skipped on every backend and never
+    reaches the weights. A skip halves the scale; the training loop counts it and sets it back.
+    """
     model = SketchRNN(hps)
     schedule = ReferenceSchedule(hps.learning_rate, hps.decay_rate, hps.min_learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(schedule, clipvalue=hps.grad_clip))
+    adam = keras.optimizers.Adam(schedule, clipvalue=hps.grad_clip)
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(
+        adam, initial_scale=1.0, dynamic_growth_steps=2**31 - 1))
     return model
+
+
+def take_skipped_step(model: SketchRNN) -> bool:
+    """True if the last step was skipped for non-finite gradients (and re-arm the optimizer)."""
+    scale = model.optimizer.dynamic_scale
+    if float(ops.convert_to_numpy(scale)) == 1.0:
+        return False
+    scale.assign(1.0)
+    return True

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from keras import ops
 from tqdm import tqdm
 
 from . import datasets
 from .config import HParams
 from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
-from .model import SketchRNN, build_model, kl_weight_at
+from .model import SketchRNN, build_model, kl_weight_at, take_skipped_step
 
 LOG_COLUMNS = ["step", "loss", "L_R", "L_KL", "lr", "kl_weight", "skipped",
                "valid_loss", "valid_L_R", "valid_L_KL", "seconds"]
@@ -79,10 +80,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def save_checkpoint(path: Path, model: SketchRNN, step: int) -> None:
     """Model and optimizer variables plus the step, in one .npz (no pickles)."""
-    arrays = {f"model/{i}": np.asarray(v) for i, v in enumerate(model.variables)}
-    arrays.update({f"optimizer/{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+    arrays = {f"model/{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer/{i}": ops.convert_to_numpy(v)
+                   for i, v in enumerate(model.optimizer.variables)})
     arrays["step"] = np.array(step)
-    arrays["paths"] = np.array([v.path for v in model.variables])
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -99,10 +100,14 @@ def load_checkpoint(path: Path, model: SketchRNN) -> int:
     except (OSError, ValueError, EOFError) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
-    paths = [v.path for v in model.variables]
-    if list(arrays.get("paths", [])) != paths:
-        raise TrainingError(f"the checkpoint {path} does not match this model's hparams")
     model.optimizer.build(model.trainable_variables)
+    expected = {f"model/{i}": tuple(v.shape) for i, v in enumerate(model.variables)}
+    expected.update({f"optimizer/{i}": tuple(v.shape)
+                     for i, v in enumerate(model.optimizer.variables)})
+    found = {key: arrays[key].shape for key in arrays if key != "step"}
+    if found != expected:
+        raise TrainingError(f"the checkpoint {path} does not match this model's hparams "
+                            "or was written by another version")
     for i, v in enumerate(model.variables):
         v.assign(arrays[f"model/{i}"])
     for i, v in enumerate(model.optimizer.variables):
@@ -256,6 +261,7 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                 lr = float(model.optimizer.learning_rate)
                 model.reset_metrics()
                 out = model.train_on_batch({"strokes": strokes, "lengths": lengths}, return_dict=True)
+                skipped += take_skipped_step(model)
                 step += 1
                 row = {"step": step, "loss": float(out["loss"]), "L_R": float(out["L_R"]),
                        "L_KL": float(out["L_KL"]), "lr": lr,
@@ -264,24 +270,27 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                 bar.set_postfix(loss=f"{row['loss']:.3f}", L_R=f"{row['L_R']:.3f}",
                                 L_KL=f"{row['L_KL']:.3f}", refresh=False)
                 bar.update(1)
-                if step % hps.save_every == 0 or step == hps.num_steps:
+                checkpointing = step % hps.save_every == 0 or step == hps.num_steps
+                if checkpointing:
                     valid = evaluate_losses(model, valid_set, hps)
                     row.update(valid_loss=valid["loss"], valid_L_R=valid["L_R"],
                                valid_L_KL=valid["L_KL"])
+                logs.write(row)
+                status["step"] = step
+                if checkpointing:
+                    logs.flush()  # the log holds every step up to the checkpoint below
                     if valid["loss"] < best:
                         best = valid["loss"]
                         save_model(run_dir, model)
                         write_json(best_path, {"step": step, "valid_loss": valid["loss"],
                                                "valid_L_R": valid["L_R"], "valid_L_KL": valid["L_KL"]})
                     save_checkpoint(run_dir / "checkpoint.npz", model, step)
+                    write_json(run_dir / "status.json", status)
                     _write_samples(run_dir, model, factor, step)
                     bar.write(f"step {step}: valid loss {valid['loss']:.4f} "
                               f"(L_R {valid['L_R']:.4f}, L_KL {valid['L_KL']:.4f}); best {best:.4f}")
-                logs.write(row)
-                if step % hps.save_every == 0:
-                    logs.flush()
-                status["step"] = step
             if stop.requested and step % hps.save_every != 0:
+                logs.flush()
                 save_checkpoint(run_dir / "checkpoint.npz", model, step)
                 if not (run_dir / "model.keras").exists():
                     save_model(run_dir, model)

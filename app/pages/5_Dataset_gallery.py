@@ -43,10 +43,12 @@ with latent:
         st.info("This dataset has no test sketches.")
     else:
         count = st.slider("Test sketches to encode", 2, min(1000, len(data.test)),
-                          min(300, len(data.test)), key="latent_count")
+                          min(200, len(data.test)), key="latent_count",
+                          help="A big model encodes about 30 sketches a second on a CPU.")
         key = (str(model.path), name, count)
         if st.button("Encode and project", type="primary", key="latent_encode"):
-            z = common.attempt(model.encode_many, data.test[:count])
+            with st.spinner(f"Encoding {count} sketches…"):
+                z = common.attempt(model.encode_many, data.test[:count])
             if z is not None:
                 st.session_state["latent"] = (key, common.pca_2d(z))
         if st.session_state.get("latent", (None,))[0] == key:

@@ -1,0 +1,95 @@
+"""The model: reference defaults, schedules, bucketed = padded loss, numpy sampler = Keras."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from keras import ops
+
+from sketch_model.config import HParams
+from sketch_model.datasets import pad_batch
+from sketch_model.losses import reconstruction_loss
+from sketch_model.model import (SketchRNN, build_model, kl_weight_at, learning_rate_at,
+                                reverse_within_length)
+from sketch_model.sample import Sketcher
+from tests.helpers import sheep, tiny_hparams
+
+REFERENCE_DEFAULTS = dict(  # magenta/sketch_rnn/model.py get_default_hparams()
+    max_seq_len=250, dec_rnn_size=512, dec_model="lstm", enc_rnn_size=256, enc_model="lstm",
+    z_size=128, kl_weight=0.5, kl_weight_start=0.01, kl_tolerance=0.2, batch_size=100,
+    grad_clip=1.0, num_mixture=20, learning_rate=0.001, decay_rate=0.9999, kl_decay_rate=0.99995,
+    min_learning_rate=0.00001, use_recurrent_dropout=True, recurrent_dropout_prob=0.90,
+    use_input_dropout=False, input_dropout_prob=0.90, use_output_dropout=False,
+    output_dropout_prob=0.90, random_scale_factor=0.15, augment_stroke_prob=0.10,
+    conditional=True, save_every=500, hyper_num_units=256, hyper_embedding_size=32)
+
+
+def test_hparams_defaults_are_the_reference_ones():
+    hps = dataclasses.asdict(HParams())
+    assert {k: hps[k] for k in REFERENCE_DEFAULTS} == REFERENCE_DEFAULTS
+
+
+def test_hparams_json_round_trip_and_overrides(tmp_path):
+    hps = HParams().with_overrides(["dec_model=hyper", "z_size=64", "conditional=false"])
+    assert (hps.dec_model, hps.z_size, hps.conditional) == ("hyper", 64, False)
+    hps.save(tmp_path / "h.json")
+    assert HParams.load(tmp_path / "h.json") == hps
+    with pytest.raises(ValueError, match="z_size expects a int"):
+        HParams().with_overrides(["z_size=big"])
+
+
+def test_schedules_follow_the_reference_formulas():
+    hps = HParams()
+    for step in (0, 1, 1000, 50_000, 10**6):
+        assert learning_rate_at(hps, step) == pytest.approx(
+            (0.001 - 0.00001) * 0.9999 ** step + 0.00001)
+        assert kl_weight_at(hps, step) == pytest.approx(0.5 - (0.5 - 0.01) * 0.99995 ** step)
+    model = build_model(hps)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+
+
+def test_reverse_within_length_keeps_padding():
+    x = np.arange(12, dtype=np.float32).reshape(2, 6, 1)
+    got = ops.convert_to_numpy(reverse_within_length(x, np.array([4, 6])))[..., 0]
+    np.testing.assert_array_equal(got, [[3, 2, 1, 0, 4, 5], [11, 10, 9, 8, 7, 6]])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
+def test_bucketed_batch_loss_equals_padded_to_n_max(cell):
+    """The same sketches padded to their own longest or to N_max give the same L_R when the
+    pen term counts up to each sketch's end-of-sketch step (and at evaluation)."""
+    hps = tiny_hparams(dec_model=cell, max_seq_len=250)
+    model = SketchRNN(hps)
+    sketches = sheep(n=6)
+    eps = np.random.default_rng(0).standard_normal((6, hps.z_size)).astype(np.float32)
+    longest = max(len(s) for s in sketches)
+    for through_end in (True, False):
+        losses = []
+        for steps in (longest + 1, hps.max_seq_len):
+            strokes, lengths = pad_batch(sketches, steps)
+            out = model({"strokes": strokes, "lengths": lengths, "eps": eps})
+            losses.append(float(reconstruction_loss(strokes[:, 1:], lengths, out["params"],
+                                                    hps.num_mixture, hps.max_seq_len, through_end)))
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
+@pytest.mark.parametrize("conditional", [True, False])
+def test_numpy_sampler_matches_keras_model(cell, conditional):
+    """The numpy decoding path gives the Keras model's numbers for the same weights."""
+    hps = tiny_hparams(dec_model=cell, conditional=conditional, seed=3)
+    model = SketchRNN(hps)
+    sketcher = Sketcher(model, scale_factor=1.0)
+    sketches = sheep(n=3)
+    strokes, lengths = pad_batch(sketches, max(len(s) for s in sketches) + 1)
+    z = None
+    if conditional:
+        mu, _ = model.encode(strokes[:, 1:], lengths)
+        mu = ops.convert_to_numpy(mu)
+        np.testing.assert_allclose(sketcher.encode_many(sketches), mu, atol=2e-5)
+        z = mu
+    raw, _ = model.decode(strokes[:, :-1], z, model.initial_state(z, 3))
+    state = sketcher._initial(z, 3)
+    _, h = sketcher.decoder.run(sketcher._inputs(strokes[:, :-1], z), state)
+    np_raw = h @ sketcher.head[0] + sketcher.head[1]
+    np.testing.assert_allclose(np_raw, ops.convert_to_numpy(raw), atol=5e-5)
