@@ -5,6 +5,7 @@ Everything here is glue over `sketch_model`'s public API; no model logic lives i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the re
     sys.path.append(str(ROOT))
 
 import sketch_model  # noqa: E402
-from sketch_model import render  # noqa: E402
+from sketch_model import datasets, render  # noqa: E402
 from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
 from sketch_model.errors import SketchError  # noqa: E402
 from streamlit_drawable_canvas import st_canvas  # noqa: E402
@@ -192,10 +193,8 @@ def quickdraw_categories() -> dict[str, Path]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the dataset…")
-def load_dataset(paths: tuple[str, ...], max_seq_len: int) -> sketch_model.datasets.Dataset:
-    from sketch_model.datasets import load_dataset as _load
-
-    return _load(list(paths), max_seq_len)
+def load_dataset(paths: tuple[str, ...], max_seq_len: int) -> datasets.Dataset:
+    return datasets.load_dataset(list(paths), max_seq_len)
 
 
 def dataset_picker(key: str, where: Any = None, max_seq_len: int = 250):
@@ -221,6 +220,35 @@ def dataset_picker(key: str, where: Any = None, max_seq_len: int = 250):
         paths, label = (str(npz[name]),), name
     data = attempt(load_dataset, paths, max_seq_len)
     return (label, data) if data is not None else (None, None)
+
+
+def save_uploads(files) -> list[str]:
+    """Save uploads under RUNS_DIR/uploads (named by content) and keep those that read as sketches.
+
+    Each file is checked once per session; a file that is not a sketch file gets a message.
+    """
+    checked = st.session_state.setdefault("checked_uploads", {})  # digest -> error or None
+    paths = []
+    for file in files or []:
+        content = file.getvalue()
+        digest = hashlib.sha256(content).hexdigest()[:16]
+        path = RUNS_DIR / "uploads" / digest / (Path(file.name).name or "upload.npz")
+        if digest not in checked:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            try:
+                if path.suffix.lower() == ".npz":
+                    datasets.read_npz(path)
+                else:
+                    datasets.read_ndjson(path)
+                checked[digest] = None
+            except SketchError as err:
+                checked[digest] = str(err)
+        if checked[digest]:
+            st.sidebar.error(f"{file.name} is not a sketch file: {checked[digest]}")
+            continue
+        paths.append(str(path))
+    return paths
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -308,6 +336,12 @@ def download_buttons(drawing: np.ndarray, name: str, highlight_rows: int = 0, ke
                            on_click="ignore", icon=":material/download:", width="stretch")
 
 
+def save_menu(drawing: np.ndarray, name: str, highlight_rows: int = 0, key: str = "") -> None:
+    """A "Save" popover with the SVG, PNG and JSON downloads of one drawing."""
+    with st.popover("Save", icon=":material/download:", width="stretch"):
+        download_buttons(drawing, name, highlight_rows, key=key)
+
+
 def svg_image(drawing: np.ndarray, *, size: int = 256, highlight_rows: int = 0,
               bounds: Any = None, caption: str | None = None) -> None:
     st.image(render.to_svg(drawing, size=size, highlight_rows=highlight_rows,
@@ -326,8 +360,7 @@ def show_results(drawings: list[np.ndarray], *, key: str, prefix_len: int = 0,
     for i, drawing in enumerate(drawings):
         with columns[i % len(columns)].container(key=f"{key}_candidate_{i}", border=True):
             svg_image(drawing, highlight_rows=prefix_len, caption=f"#{i + 1}: {len(drawing)} point{'s' * (len(drawing) != 1)}")
-            with st.popover("Save", icon=":material/download:", width="stretch"):
-                download_buttons(drawing, f"{name}-{i + 1}", prefix_len, key=f"{key}_dl_{i}")
+            save_menu(drawing, f"{name}-{i + 1}", prefix_len, key=f"{key}_dl_{i}")
     replay(drawings, key=key, prefix_len=prefix_len)
 
 

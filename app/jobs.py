@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
 from common import ROOT, RUNS_DIR
 
 POINTER = "current_job.json"
@@ -171,3 +174,20 @@ def read_log(run_dir: Path) -> dict[str, list[float]]:
                 number = float("nan")
             columns.setdefault(key, []).append(number)
     return columns
+
+
+def curves(log: dict) -> go.Figure:
+    """Losses, learning rate and KL weight against the step."""
+    figure = make_subplots(1, 3, subplot_titles=("Losses", "Learning rate", "KL weight"))
+    step = log.get("step", [])
+    for column, panel in (("loss", 1), ("L_R", 1), ("L_KL", 1), ("valid_loss", 1),
+                          ("valid_L_R", 1), ("valid_L_KL", 1), ("lr", 2), ("kl_weight", 3)):
+        if column in log:
+            valid = column.startswith("valid")
+            figure.add_trace(go.Scatter(
+                x=step, y=log[column], name=column, connectgaps=True,
+                mode="lines+markers" if valid else "lines",
+                line={"dash": "dot"} if valid else None), 1, panel)
+    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         legend={"orientation": "h"})
+    return figure

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .errors import DataFileError, DrawingError, SketchError, TrainingError
-from .quickdraw import drawing_to_stroke3, preprocess_raw_drawing
+from .quickdraw import MAX_LINE_BYTES, bounded_lines, drawing_to_stroke3, preprocess_raw_drawing
 from .strokes import stroke3_to_stroke5
 
 SPLITS = ("train", "valid", "test")
@@ -33,19 +33,100 @@ OFFSET_LIMIT = 1000.0  # the reference clips dx, dy to [-limit, limit] before no
 START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
 CHUNK_BATCHES = 20  # batches per length-sorted chunk of an epoch
 
-# The function numpy's ndarray pickles name for rebuilding an array, whatever numpy calls its
-# core package in this version (numpy.core before 2.0, numpy._core after).
-_RECONSTRUCT = np.zeros(0).__reduce__()[0]
+MAX_PICKLE_DIMS = 32  # more dimensions than any array of sketches has
+
+
+class _PickledDtype:
+    """What `numpy.dtype(name, align, copy)` and its BUILD rebuild in an array pickle, checked
+    and rebuilt here: plain dtypes only (no records, fields or sub-arrays)."""
+
+    def __init__(self, name: object = None, align: object = 0, copy: object = 1) -> None:
+        if not isinstance(name, str) or len(name) > 16:
+            raise DataFileError(f"the file's pickle asks for the dtype {name!r}, which no "
+                                "array of sketches has")
+        try:
+            dtype = np.dtype(name)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind == "V" or dtype.fields or dtype.subdtype:
+            raise DataFileError(f"the file's pickle asks for the dtype {name!r}, which no "
+                                "array of sketches has")
+        self.dtype = dtype
+        self.built = False
+
+    def __setstate__(self, state: object) -> None:
+        # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize,
+        # alignment, flags[, metadata]); only the byte order matters for a plain dtype.
+        if (self.built or not isinstance(state, tuple) or len(state) not in (8, 9)
+                or state[0] not in (3, 4) or state[1] not in ("<", ">", "|", "=")
+                or any(item is not None for item in state[2:5])):
+            raise DataFileError("the file's pickle holds a dtype state numpy never writes")
+        if state[1] in "<>" and self.dtype.kind != "O":
+            self.dtype = self.dtype.newbyteorder(state[1])
+        self.built = True
+
+
+class _PickledArray:
+    """What `numpy.core.multiarray._reconstruct` and its BUILD rebuild in an array pickle,
+    checked and rebuilt here rather than by ndarray.__setstate__, which trusts the pickle: an
+    object array's state with a list shorter than its shape makes numpy read past the list
+    and crash the process."""
+
+    def __init__(self, subtype: object = None, shape: object = None, code: object = None) -> None:
+        if subtype is not _NDARRAY:
+            raise DataFileError("the file's pickle rebuilds something other than a numpy array")
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if self.array is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise DataFileError("the file's pickle holds an array state numpy never writes")
+        shape, dtype, fortran, data = state[-4:]
+        if (not isinstance(shape, tuple) or len(shape) > MAX_PICKLE_DIMS
+                or not all(type(n) is int and n >= 0 for n in shape)):
+            raise DataFileError(f"the file's pickle holds an array of invalid shape {shape!r}")
+        if not isinstance(dtype, _PickledDtype) or fortran not in (0, 1):
+            raise DataFileError("the file's pickle holds an array state numpy never writes")
+        count, order = math.prod(shape), "F" if fortran else "C"
+        if dtype.dtype.kind == "O":
+            if not isinstance(data, list) or len(data) != count:
+                raise DataFileError(f"the file's pickle holds an object array of shape {shape} "
+                                    f"with {len(data) if isinstance(data, list) else 'no'} items")
+            array = np.empty(count, dtype=object)
+            for i, item in enumerate(data):
+                array[i] = _unwrap(item)
+        else:
+            if isinstance(data, str):  # a Python 2 pickle read with encoding="latin1"
+                data = data.encode("latin1")
+            if not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.dtype.itemsize:
+                raise DataFileError(f"the file's pickle holds an array of shape {shape} whose "
+                                    "data is missing or of the wrong size")
+            array = np.frombuffer(data, dtype=dtype.dtype).copy()
+        self.array = array.reshape(shape, order=order)
+
+
+def _unwrap(item: object) -> object:
+    """An item of a rebuilt object array: a finished nested array as a numpy array."""
+    if isinstance(item, _PickledArray):
+        if item.array is None:
+            raise DataFileError("the file's pickle holds an array that is never filled in")
+        return item.array
+    return item
+
+
+_NDARRAY = object()  # stands for numpy.ndarray, the only type an array pickle rebuilds
+# The globals an array pickle names, whatever numpy called its core package when the file
+# was written (numpy.core before 2.0, numpy._core after).
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy._core.multiarray", "_reconstruct"): _PickledArray,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _PickledDtype,
 }
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and nothing else: any other global is refused before it loads."""
+    """Unpickles numpy arrays and nothing else: any other global is refused before it loads,
+    and arrays are rebuilt by checked code (_PickledArray), never by numpy's __setstate__."""
 
     def find_class(self, module: str, name: str) -> object:
         try:
@@ -132,12 +213,13 @@ def _parse_object_array(stream: io.BytesIO, dtype: np.dtype, shape: tuple, where
         raise DataFileError(f"{where} is a {dtype} array of shape {shape}; expected a 1-D object array")
     try:
         # latin1 is how numpy reads Python 2 pickles, as the published sketch-rnn files are.
-        array = _ArrayOnlyUnpickler(stream, encoding="latin1").load()
-    except DataFileError:
-        raise
+        loaded = _ArrayOnlyUnpickler(stream, encoding="latin1").load()
+    except DataFileError as err:
+        raise DataFileError(f"{where}: {err}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OverflowError, MemoryError, UnicodeError) as err:
+            KeyError, OverflowError, MemoryError, UnicodeError, RecursionError) as err:
         raise DataFileError(f"{where} holds a corrupt pickle: {type(err).__name__}: {err}") from None
+    array = loaded.array if isinstance(loaded, _PickledArray) else None
     if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != tuple(shape):
         raise DataFileError(f"{where}'s pickle is not the object array of shape {shape} its header states")
     return [_validate_sketch(item, split, i) for i, item in enumerate(array)]
@@ -154,7 +236,8 @@ def _validate_sketch(item: object, split: str, index: int) -> np.ndarray:
         raise DataFileError(f"{where} is not a numeric array (got {array.dtype})")
     if array.ndim != 2 or array.shape[1] != 3:
         raise DataFileError(f"{where} has shape {array.shape}, but a stroke-3 sketch is (n, 3)")
-    sketch = array.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf
+        sketch = array.astype(np.float32)
     if not np.all(np.isfinite(sketch)):
         raise DataFileError(f"{where} holds NaN, infinite or out-of-range values")
     if not np.all((sketch[:, 2] == 0) | (sketch[:, 2] == 1)):
@@ -173,12 +256,13 @@ class NdjsonDrawings:
     kind: str  # "simplified" or "raw"
 
 
-def read_ndjson(path: str | Path, kind: str = "auto") -> NdjsonDrawings:
+def read_ndjson(path: str | Path, kind: str = "auto",
+                max_line_bytes: int = MAX_LINE_BYTES) -> NdjsonDrawings:
     """Read a Quick, Draw! simplified or raw ndjson file line by line, converting to stroke-3.
 
     Raw drawings (strokes of [xs, ys, ts]) go through Google's preprocessing first; with
-    kind="auto" the first well-formed line decides which the file is. Malformed lines are
-    counted and skipped; a file with no usable drawing raises DataFileError. A drawing without
+    kind="auto" the first well-formed line decides which the file is. Malformed lines, and
+    lines over `max_line_bytes` (never read into memory whole), are counted and skipped; a file with no usable drawing raises DataFileError. A drawing without
     a `word` is labelled with the file's stem.
     """
     if kind not in ("auto", "simplified", "raw"):
@@ -187,10 +271,10 @@ def read_ndjson(path: str | Path, kind: str = "auto") -> NdjsonDrawings:
     result = NdjsonDrawings([], [], [], 0, kind)
     try:
         with path.open("rb") as lines:
-            for line in lines:
-                if not line.strip():
+            for line in bounded_lines(lines, max_line_bytes):
+                if line is not None and not line.strip():
                     continue
-                record = _parse_ndjson_line(line, result.kind)
+                record = None if line is None else _parse_ndjson_line(line, result.kind)
                 if record is None:
                     result.skipped += 1
                     continue

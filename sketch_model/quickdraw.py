@@ -15,6 +15,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -24,6 +25,13 @@ from .strokes import polylines_to_stroke3, rdp
 SIMPLIFIED_SIZE = 255.0
 RESAMPLE_SPACING = 1.0
 RDP_EPSILON = 2.0
+# A stroke whose resampling would give more points than this (its length, once scaled to
+# 255, in pixels) is refused: no pen trace is that long, and one crafted to be would take
+# minutes and gigabytes to resample and simplify.
+MAX_RESAMPLED_POINTS = 100_000
+# An ndjson line longer than this is skipped as malformed without being read into memory
+# whole: Google's longest raw drawings are a few hundred kilobytes.
+MAX_LINE_BYTES = 16 * 1024**2
 # The fields of Google's simplified ndjson files, in their order.
 SIMPLIFIED_FIELDS = ("word", "countrycode", "timestamp", "recognized", "key_id", "drawing")
 
@@ -62,10 +70,14 @@ def resample(points: np.ndarray, spacing: float = RESAMPLE_SPACING) -> np.ndarra
     deltas = np.diff(points, axis=0)
     # Not np.hypot, and the interpolation below as written: both move samples by an ulp or
     # so, which is enough to change RDP's tie-breaks against Google's files.
-    lengths = np.sqrt(deltas[:, 0] * deltas[:, 0] + deltas[:, 1] * deltas[:, 1])
-    ends = np.concatenate([[0.0], np.cumsum(lengths)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        lengths = np.sqrt(deltas[:, 0] * deltas[:, 0] + deltas[:, 1] * deltas[:, 1])
+        ends = np.concatenate([[0.0], np.cumsum(lengths)])
     if ends[-1] == 0:
         return points[[0, -1]]
+    if not ends[-1] / spacing <= MAX_RESAMPLED_POINTS:  # NaN and infinity included
+        raise DrawingError(f"a stroke is too long to resample: over {MAX_RESAMPLED_POINTS} "
+                           f"points at a spacing of {spacing}")
     at = np.arange(0.0, ends[-1], spacing)
     # side="right" puts a sample on the segment that starts there, never on a zero-length one.
     segment = np.searchsorted(ends, at, side="right") - 1
@@ -90,7 +102,10 @@ def preprocess_raw_drawing(drawing: list) -> list[list[list[int]]]:
     result = []
     for stroke in strokes:
         # (p - min) * 255 / size in this order: the rounding decides RDP's ties as Google's did.
-        scaled = (stroke - origin) * SIMPLIFIED_SIZE / size if size > 0 else stroke - origin
+        with np.errstate(over="ignore"):
+            scaled = (stroke - origin) * SIMPLIFIED_SIZE / size if size > 0 else stroke - origin
+        if not np.all(np.isfinite(scaled)):  # overflowed: only for spans near the float limit
+            scaled = (stroke - origin) / size * SIMPLIFIED_SIZE
         simplified = rdp(resample(scaled), RDP_EPSILON)
         pixels = np.round(simplified).astype(int)  # halves to even, as Google's files show
         result.append([pixels[:, 0].tolist(), pixels[:, 1].tolist()])
@@ -100,6 +115,21 @@ def preprocess_raw_drawing(drawing: list) -> list[list[list[int]]]:
 def drawing_to_stroke3(drawing: list) -> np.ndarray:
     """stroke-3 (float32) of simplified-format strokes [[x...], [y...]]; raises DrawingError."""
     return polylines_to_stroke3(_strokes(drawing, rows=(2,)))
+
+
+def bounded_lines(handle: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of a binary file, with None in place of each line over `limit` bytes (its
+    newline not counted), which is read past in pieces and never held whole."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(64 * 1024)
+        yield None
 
 
 def _simplified_line(line: bytes) -> str | None:
@@ -121,11 +151,12 @@ def _simplified_line(line: bytes) -> str | None:
         return None
 
 
-def simplify_ndjson(src: Path, dst: Path) -> dict:
+def simplify_ndjson(src: Path, dst: Path, max_line_bytes: int = MAX_LINE_BYTES) -> dict:
     """Write Google's simplified ndjson for the raw ndjson file `src` to `dst`.
 
     Each line keeps Google's fields in their order; lines that are not JSON objects with those
-    fields and a usable drawing are skipped. Blank lines are ignored. Returns the counts
+    fields and a usable drawing are skipped, as are lines over `max_line_bytes`. Blank lines
+    are ignored. Returns the counts
     {"read": ..., "written": ..., "skipped": ...}. `dst` is replaced only once it is complete.
     Raises DataFileError when a file cannot be read or written.
     """
@@ -134,11 +165,11 @@ def simplify_ndjson(src: Path, dst: Path) -> dict:
     counts = {"read": 0, "written": 0, "skipped": 0}
     try:
         with open(src, "rb") as lines, open(partial, "w", encoding="utf-8") as out:
-            for line in lines:
-                if not line.strip():
+            for line in bounded_lines(lines, max_line_bytes):
+                if line is not None and not line.strip():
                     continue
                 counts["read"] += 1
-                simplified = _simplified_line(line)
+                simplified = None if line is None else _simplified_line(line)
                 if simplified is None:
                     counts["skipped"] += 1
                     continue

@@ -277,9 +277,15 @@ class Sketcher:
 
     def decode(self, z, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
         """One drawing decoded from a latent vector z (z_size,)."""
+        return self.decode_many(np.asarray(z, np.float32).reshape(1, -1), temperature, seed)[0]
+
+    def decode_many(self, zs, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
+        """One drawing for each latent vector of zs (n, z_size), sampled together."""
         self._require_vae("decoding a latent vector")
-        z = np.asarray(z, np.float32).reshape(1, self.hps.z_size)
-        return self._finish(self._sample(z, 1, temperature, np.random.default_rng(seed)))[0]
+        zs = np.asarray(zs, np.float32)
+        if zs.ndim != 2 or zs.shape[1] != self.hps.z_size:
+            raise SketchError(f"latent vectors have shape (n, {self.hps.z_size}), not {zs.shape}")
+        return self._finish(self._sample(zs, len(zs), temperature, np.random.default_rng(seed)))
 
     def reconstruct(self, sketch, n: int = 1, temperature: float = 0.5,
                     seed: int | None = None) -> list[np.ndarray]:

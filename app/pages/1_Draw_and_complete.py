@@ -53,6 +53,7 @@ with right:
         common.show_results(result["drawings"], key="draw", prefix_len=result["prefix_len"],
                             name=kind,
                             caption=f"{count} {kind}{'s' if count > 1 else ''} in "
-                                    f"{result['seconds']:.2f} s; your strokes in red.")
+                                    f"{result['seconds']:.2f} s"
+                                    + ("; your strokes in red." if result["prefix_len"] else "."))
     else:
         st.info("Draw on the canvas, then press **Complete** (any model) or **Reconstruct** (VAE).")

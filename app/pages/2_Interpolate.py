@@ -25,7 +25,7 @@ if source == "Draw them":
     for i, name in enumerate("AB"):
         with columns[i]:
             st.caption(f"Drawing {name}")
-            pair[i] = common.drawing_canvas(f"interp_{name}", size=300)
+            pair[i] = common.drawing_canvas(f"interp_{name}", size=260)
 else:
     label, data = common.dataset_picker("interp_data",
                                         max_seq_len=model.hps.max_seq_len if model else 250)
@@ -64,12 +64,14 @@ if model is not None and state and state["model"] == str(model.path):
         st.image(render.grid_svg(strip, columns=steps, cell=110,
                                  labels=[f"{t:.2f}" for t in np.linspace(0, 1, steps)]),
                  caption=f"{steps} points on the {method} path from A to B")
-    t = st.slider("Position on the path from A to B", 0.0, 1.0, 0.5, 0.05, key="interp_t")
+    slider_column, drawing_column = st.columns([3, 2], vertical_alignment="center")
+    t = slider_column.slider("Position on the path from A to B", 0.0, 1.0, 0.5, 0.05, key="interp_t")
     fine = sketch_model.latent_path(za, zb, 21, method)
     drawing = decoded(fine[round(t * 20)], ("fine", round(t * 20)))
     if drawing is not None:
-        with st.container(key="interp_point"):
-            common.svg_image(drawing, size=300, caption=f"t = {t:.2f}")
-        common.download_buttons(drawing, f"interpolation-{t:.2f}", key="interp_dl")
+        with drawing_column.container(key="interp_point"):
+            common.svg_image(drawing, size=260, caption=f"t = {t:.2f}")
+        with drawing_column:
+            common.save_menu(drawing, f"interpolation-{t:.2f}", key="interp_dl")
 elif model is not None:
     st.info("Draw two sketches (or pick two from a dataset), then press **Encode both**.")

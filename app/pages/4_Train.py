@@ -1,15 +1,9 @@
 """Train a model in the background and watch its curves and samples as it learns."""
 
-import hashlib
-
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 import common
 import jobs
-from sketch_model import datasets
-from sketch_model.errors import SketchError
 
 common.page_setup("Train", "🏋️")
 
@@ -18,27 +12,6 @@ SIZES = {  # decoder units, encoder units per direction, z size, mixture compone
     "Small": (256, 128, 64, 10),
     "Paper (large, needs hours)": (512, 256, 128, 20),
 }
-
-
-def uploaded_paths(files) -> list[str]:
-    """Save uploads under RUNS_DIR/uploads (named by content) and keep those that read as sketches."""
-    paths = []
-    for file in files or []:
-        content = file.getvalue()
-        folder = common.RUNS_DIR / "uploads" / hashlib.sha256(content).hexdigest()[:16]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / file.name
-        path.write_bytes(content)
-        try:
-            if path.suffix.lower() == ".npz":
-                datasets.read_npz(path)
-            else:
-                datasets.read_ndjson(path)
-        except SketchError as err:
-            st.sidebar.error(f"{file.name} is not a sketch file: {err}")
-            continue
-        paths.append(str(path))
-    return paths
 
 
 with st.sidebar:
@@ -52,7 +25,7 @@ with st.sidebar:
     uploads = st.file_uploader("Your files (.npz or .ndjson)", type=["npz", "ndjson"],
                                accept_multiple_files=True, key="train_uploads")
     data = ([str(bundled[name]) for name in picked]
-            + [str(categories[name]) for name in picked_categories] + uploaded_paths(uploads))
+            + [str(categories[name]) for name in picked_categories] + common.save_uploads(uploads))
 
     st.header("Model")
     conditional = st.toggle("VAE (encoder + decoder)", True, key="train_conditional",
@@ -92,23 +65,6 @@ if start:
             st.error(str(err))
 
 
-def curves(log: dict) -> go.Figure:
-    """Losses, learning rate and KL weight against the step."""
-    figure = make_subplots(1, 3, subplot_titles=("Losses", "Learning rate", "KL weight"))
-    step = log.get("step", [])
-    for column, panel in (("loss", 1), ("L_R", 1), ("L_KL", 1), ("valid_loss", 1),
-                          ("valid_L_R", 1), ("valid_L_KL", 1), ("lr", 2), ("kl_weight", 3)):
-        if column in log:
-            valid = column.startswith("valid")
-            figure.add_trace(go.Scatter(
-                x=step, y=log[column], name=column, connectgaps=True,
-                mode="lines+markers" if valid else "lines",
-                line={"dash": "dot"} if valid else None), 1, panel)
-    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         legend={"orientation": "h"})
-    return figure
-
-
 def show_job(was_active: bool) -> None:
     job = jobs.current_job()
     if job is None:
@@ -130,7 +86,7 @@ def show_job(was_active: bool) -> None:
     log = jobs.read_log(job.run_dir)
     if log.get("step"):
         with st.container(key="train_curves"):
-            st.plotly_chart(curves(log), key="train_chart")
+            st.plotly_chart(jobs.curves(log), key="train_chart")
     elif job.active:
         st.caption("Waiting for the first logged step…")
     samples = job.run_dir / "samples.svg"

@@ -69,6 +69,6 @@ with latent:
                     with st.container(key="latent_drawing"):
                         common.svg_image(data.test[index], size=240,
                                          caption=f"{data.labels['test'][index]} #{index}")
-                    common.download_buttons(data.test[index], f"test-{index}", key="latent_dl")
+                    common.save_menu(data.test[index], f"test-{index}", key="latent_dl")
                 else:
                     st.caption("Click a point to see its drawing.")

@@ -180,6 +180,20 @@ def _complete_four(page) -> float:
     return seconds
 
 
+def _check_downloads(page) -> None:
+    """The first candidate's Save menu gives a real SVG, PNG and stroke-3 JSON file."""
+    first = page.locator(".st-key-draw_candidate_0")
+    for label, check in (("SVG", lambda b: b"<svg" in b[:200]),
+                         ("PNG", lambda b: b.startswith(b"\x89PNG")),
+                         ("JSON", lambda b: all(len(row) == 3 for row in json.loads(b)))):
+        first.get_by_role("button", name="Save").click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name=label, exact=True).click()
+        content = Path(download.value.path()).read_bytes()
+        assert check(content), f"{label} download: {content[:80]!r}"
+        page.keyboard.press("Escape")
+
+
 def test_draw_and_complete_four_candidates(page, server, artifacts):
     open_page(page, server, "Draw_and_complete")
     choose_model(page, "tiny_vae")
@@ -191,16 +205,33 @@ def test_draw_and_complete_four_candidates(page, server, artifacts):
     assert page.locator("[class*='st-key-draw_candidate_']").count() == 4
     assert page.locator("[class*='st-key-draw_candidate_'] img").count() == 4
     page.screenshot(path=str(artifacts / "draw_and_complete.png"), full_page=True)
+    _check_downloads(page)
     if "sheep_vae" in server["models"]:  # the bundled model: the time a user waits
         choose_model(page, "sheep_vae")
         _complete_four(page)  # the first call warms up
         runs = [_complete_four(page) for _ in range(3)]
-        timings["complete_4_candidates_click_to_result_s"]["sheep_vae"] = sorted(runs)[1]
+        timings["complete_4_candidates_click_to_result_s"]["sheep_vae"] = round(sorted(runs)[1], 3)
         timings["complete_4_candidates_click_to_result_s"]["sheep_vae_runs"] = [round(r, 3) for r in runs]
         page.screenshot(path=str(artifacts / "draw_and_complete_sheep_vae.png"), full_page=True)
     timings["machine"] = f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     (artifacts / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print("Complete with 4 candidates, click to result:", timings)
+
+
+def test_undo_clear_and_an_empty_canvas(page, server):
+    open_page(page, server, "Draw_and_complete")
+    choose_model(page, "tiny_vae")
+    draw_stroke(page, "draw_0", sheep_points())
+    draw_stroke(page, "draw_0", [(40, 40), (120, 60), (200, 40)])
+    page.locator(".st-key-draw_undo button").click()
+    wait_idle(page)
+    page.locator(".st-key-draw_1 canvas.upper-canvas").wait_for()  # remounted with one stroke
+    page.locator(".st-key-draw_clear button").click()
+    wait_idle(page)
+    page.locator(".st-key-draw_2 canvas.upper-canvas").wait_for()
+    assert page.locator(".st-key-draw_clear button").is_disabled()
+    page.get_by_role("button", name="Complete", exact=True).click()
+    page.get_by_text("The canvas is empty").wait_for()
 
 
 def test_interpolation_slider_changes_the_drawing(page, server, artifacts):
@@ -224,7 +255,8 @@ def test_interpolation_slider_changes_the_drawing(page, server, artifacts):
         "(before) => document.querySelector('.st-key-interp_point img').getAttribute('src') !== before",
         arg=before)
     assert point.get_attribute("src") != before
-    page.screenshot(path=str(artifacts / "interpolate.png"), full_page=True)
+    point.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "interpolate.png"))
 
 
 def test_generate(page, server, artifacts):
@@ -250,7 +282,8 @@ def test_dataset_gallery(page, server, artifacts):
     points.nth(3).click(force=True)  # clicking a point shows its drawing
     page.locator(".st-key-latent_drawing img").wait_for()
     wait_idle(page)
-    page.screenshot(path=str(artifacts / "latent_map.png"), full_page=True)
+    page.locator(".st-key-latent_drawing img").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "latent_map.png"))
 
 
 CURVE_POINTS = ("() => { const plot = document.querySelector('.st-key-train_chart .js-plotly-plot');"
