@@ -267,16 +267,21 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
     json_data = result.json_data
     st.session_state[f"{key}_json"] = json_data
 
-    def reset(objects: list | None) -> None:
-        st.session_state[f"{key}_initial"] = None if objects is None else {"objects": objects}
+    def reset(undo: bool) -> None:
+        # What the canvas holds now: its widget state, fresher than this run's json_data.
+        state = st.session_state.get(f"{key}_{version}")
+        raw = (state.get("drawing") or {}).get("raw") if isinstance(state, dict) else None
+        current = list((raw or json_data or {}).get("objects") or [])
+        st.session_state[f"{key}_initial"] = {"objects": current[:-1]} if undo else None
         st.session_state[f"{key}_version"] = version + 1
 
     objects = list((json_data or {}).get("objects") or [])
-    left, right, _ = st.columns([1, 1, 2])
-    left.button("Undo", key=f"{key}_undo", on_click=reset, args=(objects[:-1],),
+    left, right, info = st.columns([1, 1, 2], vertical_alignment="center")
+    left.button("Undo", key=f"{key}_undo", on_click=reset, args=(True,),
                 disabled=not objects, width="stretch")
-    right.button("Clear", key=f"{key}_clear", on_click=reset, args=(None,),
+    right.button("Clear", key=f"{key}_clear", on_click=reset, args=(False,),
                  disabled=not objects, width="stretch")
+    info.container(key=f"{key}_count").caption(f"{len(objects)} stroke{'s' * (len(objects) != 1)}")
     return json_data
 
 

@@ -65,9 +65,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a reused pid (after a reboot, say) is some other program
-        return b"sketch_model" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
+    # Empty while the process is still inside exec(), just after Popen returns.
+    return not command or b"sketch_model" in command
 
 
 def read_status(run_dir: Path) -> dict:

@@ -9,6 +9,7 @@ from .config import HParams  # noqa: E402
 from .errors import (DataFileError, DrawingError, ModelFileError, SketchError,  # noqa: E402
                      TrainingError)
 from .sample import Sketcher, latent_path, load_model  # noqa: E402
+from .strokes import fit_to_model  # noqa: E402
 
-__all__ = ["HParams", "Sketcher", "load_model", "latent_path", "SketchError", "DataFileError",
+__all__ = ["HParams", "Sketcher", "load_model", "latent_path", "fit_to_model", "SketchError", "DataFileError",
            "DrawingError", "ModelFileError", "TrainingError"]

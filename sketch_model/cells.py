@@ -39,6 +39,16 @@ def _layer_norm(x, gamma, beta, groups: int):
     return ops.reshape(xs, shape) * gamma + beta
 
 
+def _update_cell(z, c, keep):
+    """The reference's cell update from gate pre-activations z = [i, j, f, o]: forget bias 1,
+    recurrent dropout on the candidate g only. Returns (new c, output gate pre-activation)."""
+    i, j, f, o = ops.split(z, 4, axis=-1)
+    g = ops.tanh(j)
+    if keep is not None:
+        g = g * keep
+    return c * ops.sigmoid(f + 1.0) + ops.sigmoid(i) * g, o
+
+
 class _Cell(keras.layers.Layer):
     """Shared weight creation; weights are made at construction from a seeded numpy generator."""
 
@@ -83,15 +93,8 @@ class LSTMCell(_Cell):
         z = projected[0] + ops.matmul(h, self.w_hh)
         if self.layer_norm:
             z = _layer_norm(z, self.ln_gamma, self.ln_beta, 4)
-        i, j, f, o = ops.split(z, 4, axis=-1)
-        g = ops.tanh(j)
-        if keep is not None:
-            g = g * keep
-        c = c * ops.sigmoid(f + 1.0) + ops.sigmoid(i) * g
-        if self.layer_norm:
-            c_out = _layer_norm(c, self.ln_c_gamma, self.ln_c_beta, 1)
-        else:
-            c_out = c
+        c, o = _update_cell(z, c, keep)
+        c_out = _layer_norm(c, self.ln_c_gamma, self.ln_c_beta, 1) if self.layer_norm else c
         h = ops.tanh(c_out) * ops.sigmoid(o)
         return (h, c)
 
@@ -159,11 +162,7 @@ class HyperLSTMCell(_Cell):
         h_part = ops.reshape(ops.matmul(h, self.w_hh), (batch, 4, self.units)) * scale[:, 4:] + shift
         z = ops.reshape(x_part + h_part, (batch, 4 * self.units)) + self.bias
         z = _layer_norm(z, self.ln_gamma, self.ln_beta, 4)
-        i, j, f, o = ops.split(z, 4, axis=-1)
-        g = ops.tanh(j)
-        if keep is not None:
-            g = g * keep
-        c = c * ops.sigmoid(f + 1.0) + ops.sigmoid(i) * g
+        c, o = _update_cell(z, c, keep)
         h = ops.tanh(_layer_norm(c, self.ln_c_gamma, self.ln_c_beta, 1)) * ops.sigmoid(o)
         return (h, c, hh, hc)
 

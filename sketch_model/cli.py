@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from .download import add_data_commands
 from .errors import SketchError
 
 
 def _train(args: argparse.Namespace) -> None:
     from .train import train
 
-    train(args.data, args.out, steps=args.steps, overrides=args.set)
+    train(args.data, args.out, steps=args.steps, overrides=args.set,
+          distribution=args.distribute, devices=args.devices.split(",") if args.devices else None)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -62,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="total training steps (hparam num_steps)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override an hparam, e.g. --set dec_model=layer_norm (repeatable)")
+    p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
+                   help="data-parallel training: mirrored (all GPUs of this host) or multiworker "
+                        "(hosts set by TF_CONFIG; every worker runs the same command)")
+    p.add_argument("--devices", help="with --distribute mirrored: the devices, e.g. /gpu:0,/gpu:1")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("eval", help="losses of a model on a data split, as the reference evaluates")
@@ -83,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw", help="raw Quick, Draw! .ndjson")
     p.add_argument("--out", required=True, help="simplified .ndjson to write")
     p.set_defaults(run=_simplify)
+
+    add_data_commands(sub)
     return parser
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from .errors import DataFileError, DrawingError, SketchError, TrainingError
-from .quickdraw import MAX_LINE_BYTES, bounded_lines, drawing_to_stroke3, preprocess_raw_drawing
+from .quickdraw import (MAX_LINE_BYTES, bounded_lines, check_regular_file, drawing_to_stroke3,
+                        preprocess_raw_drawing)
 from .strokes import stroke3_to_stroke5
 
 SPLITS = ("train", "valid", "test")
@@ -97,7 +98,8 @@ class _PickledArray:
         else:
             if isinstance(data, str):  # a Python 2 pickle read with encoding="latin1"
                 data = data.encode("latin1")
-            if not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.dtype.itemsize:
+            size = count * dtype.dtype.itemsize
+            if not isinstance(data, (bytes, bytearray)) or len(data) != size:
                 raise DataFileError(f"the file's pickle holds an array of shape {shape} whose "
                                     "data is missing or of the wrong size")
             array = np.frombuffer(data, dtype=dtype.dtype).copy()
@@ -204,7 +206,7 @@ def _parse_npy(data: bytes, where: str, split: str) -> list[np.ndarray]:
     if len(body) < count * dtype.itemsize:
         raise DataFileError(f"{where} is truncated: its header promises {shape} values of {dtype}")
     array = np.frombuffer(body, dtype=dtype, count=count).reshape(shape, order="F" if fortran_order else "C")
-    return [_validate_sketch(sketch, split, i) for i, sketch in enumerate(array)]
+    return [_validate_sketch(sketch, split, i, where) for i, sketch in enumerate(array)]
 
 
 def _parse_object_array(stream: io.BytesIO, dtype: np.dtype, shape: tuple, where: str,
@@ -222,12 +224,14 @@ def _parse_object_array(stream: io.BytesIO, dtype: np.dtype, shape: tuple, where
     array = loaded.array if isinstance(loaded, _PickledArray) else None
     if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != tuple(shape):
         raise DataFileError(f"{where}'s pickle is not the object array of shape {shape} its header states")
-    return [_validate_sketch(item, split, i) for i, item in enumerate(array)]
+    return [_validate_sketch(item, split, i, where) for i, item in enumerate(array)]
 
 
-def _validate_sketch(item: object, split: str, index: int) -> np.ndarray:
-    """A float32 copy of one stored sketch; raises DataFileError naming the split and index."""
-    where = f"sketch {split}[{index}]"
+def _validate_sketch(item: object, split: str, index: int, source: str = "") -> np.ndarray:
+    """A float32 copy of one stored sketch; raises DataFileError naming the file (`source`),
+    the split and the index."""
+    prefix = f"{source.rsplit(':', 1)[0]}: " if source else ""
+    where = f"{prefix}sketch {split}[{index}]"
     try:
         array = np.asarray(item)
     except (ValueError, TypeError):
@@ -262,12 +266,14 @@ def read_ndjson(path: str | Path, kind: str = "auto",
 
     Raw drawings (strokes of [xs, ys, ts]) go through Google's preprocessing first; with
     kind="auto" the first well-formed line decides which the file is. Malformed lines, and
-    lines over `max_line_bytes` (never read into memory whole), are counted and skipped; a file with no usable drawing raises DataFileError. A drawing without
-    a `word` is labelled with the file's stem.
+    lines over `max_line_bytes` (never read into memory whole), are counted and skipped; a
+    file with no usable drawing, or a path that is not a regular file, raises DataFileError.
+    A drawing without a `word` is labelled with the file's stem.
     """
     if kind not in ("auto", "simplified", "raw"):
         raise ValueError(f"kind must be auto, simplified or raw, not {kind!r}")
     path = Path(path)
+    check_regular_file(path)
     result = NdjsonDrawings([], [], [], 0, kind)
     try:
         with path.open("rb") as lines:

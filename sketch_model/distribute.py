@@ -3,8 +3,8 @@ variables mirrored over its replicas, and each global batch split between them.
 
 Every process (every worker, in multi-worker training) builds the same global batch, because
 `datasets.Batcher` depends only on the seed and the step; `shard_batch` hands each replica its
-contiguous part. Gradients are summed over the replicas, so a loss that is a batch mean must be
-divided by the number of replicas (`SketchRNN.compute_loss` does it). Only the chief writes files.
+contiguous part. Keras sums the replicas' gradients, so `SketchRNN.compute_loss` must divide its
+batch-mean loss by the number of replicas in sync. Only the chief writes files.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ def make_strategy(name: str | None, devices: list[str] | None = None) -> tf.dist
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        try:
-            return tf.distribute.MirroredStrategy(devices)
-        except (ValueError, RuntimeError) as err:
-            raise TrainingError(f"cannot mirror over the devices {devices}: {err}") from None
+        if devices:
+            _check_devices(devices)
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multiworker":
         _check_tf_config()
         try:
@@ -44,16 +43,35 @@ def make_strategy(name: str | None, devices: list[str] | None = None) -> tf.dist
         except RuntimeError as err:  # e.g. TensorFlow already ran an op in this process
             raise TrainingError(f"cannot start multi-worker training: {err}; the strategy must be "
                                 "made before anything else uses TensorFlow") from None
-    raise TrainingError(f"unknown distribution strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    raise TrainingError(f"unknown distribution strategy {name!r}; "
+                        f"choose one of {', '.join(STRATEGIES)}")
+
+
+def _check_devices(devices: list[str]) -> None:
+    """Refuse device names this host lacks, which MirroredStrategy would accept until it fails."""
+    def key(name: str) -> tuple[str | None, int | None]:
+        spec = tf.DeviceSpec.from_string(name)
+        return spec.device_type, spec.device_index
+
+    present = [device.name for device in tf.config.list_logical_devices()]
+    for name in devices:
+        try:
+            wanted = key(name)
+        except ValueError:
+            raise TrainingError(f"{name!r} is not a device name such as /gpu:0") from None
+        if wanted not in map(key, present):
+            raise TrainingError(f"this host has no device {name}; it has {', '.join(present)}")
 
 
 def _check_tf_config() -> None:
-    """Refuse a missing or malformed TF_CONFIG before TensorFlow waits on a cluster that is not there."""
+    """Refuse a missing or malformed TF_CONFIG before TensorFlow waits for a cluster that
+    is not there."""
     example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                '"task": {"type": "worker", "index": 0}}')
     text = os.environ.get("TF_CONFIG", "").strip()
     if not text:
-        raise TrainingError(f"multi-worker training needs the TF_CONFIG environment variable, e.g. {example}")
+        raise TrainingError("multi-worker training needs the TF_CONFIG environment variable, "
+                            f"e.g. {example}")
     try:
         config = json.loads(text)
     except ValueError as err:
@@ -62,9 +80,11 @@ def _check_tf_config() -> None:
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not all(isinstance(hosts, list) and hosts
                                                 for hosts in cluster.values()):
-        raise TrainingError(f"TF_CONFIG needs a \"cluster\" of jobs, each a list of host:port; e.g. {example}")
+        raise TrainingError('TF_CONFIG needs a "cluster" of jobs, each a list of host:port; '
+                            f"e.g. {example}")
     if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise TrainingError(f"TF_CONFIG's \"task\" type must be one of the cluster's jobs {sorted(cluster)}")
+        raise TrainingError(f"TF_CONFIG's \"task\" type must be one of the cluster's jobs "
+                            f"{sorted(cluster)}")
     index = task.get("index")
     if not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
         raise TrainingError(f"TF_CONFIG's task index {index!r} is not one of the "

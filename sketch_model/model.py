@@ -135,7 +135,18 @@ class SketchRNN(keras.Model):
             l_kl = ops.zeros(())
         self.l_r_tracker.update_state(l_r)
         self.l_kl_tracker.update_state(l_kl)
-        return l_r + ops.cast(self.kl_weight, l_r.dtype) * l_kl
+        loss = l_r + ops.cast(self.kl_weight, l_r.dtype) * l_kl
+        # Under tf.distribute Keras sums the replicas' gradients, so each replica's share of a
+        # batch-mean loss is 1/replicas of it (Keras' own losses do the same).
+        return loss / _replicas_in_sync()
+
+
+def _replicas_in_sync() -> int:
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def learning_rate_at(hps: HParams, step):
@@ -167,6 +178,25 @@ class ReferenceSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "min_learning_rate": self.min_learning_rate}
 
 
+class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras' LossScaleOptimizer with one skip decision for all tf.distribute replicas: Keras
+    takes the first replica's finite check, before the gradients are summed, so NaN gradients
+    of another replica would reach the weights (mirrored) or the replicas would take different
+    branches and wait for each other forever (multi-worker)."""
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        if keras.backend.backend() != "tensorflow":
+            return finite
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return finite
+        bad = context.all_reduce("SUM", ops.cast(ops.logical_not(finite), "float32"))
+        return ops.equal(bad, 0.0)
+
+
 def build_model(hps: HParams) -> SketchRNN:
     """A compiled model: Adam on the reference's schedule with per-value gradient clipping.
 
@@ -177,7 +207,7 @@ def build_model(hps: HParams) -> SketchRNN:
     model = SketchRNN(hps)
     schedule = ReferenceSchedule(hps.learning_rate, hps.decay_rate, hps.min_learning_rate)
     adam = keras.optimizers.Adam(schedule, clipvalue=hps.grad_clip)
-    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(
+    model.compile(optimizer=ReplicaSafeLossScaleOptimizer(
         adam, initial_scale=1.0, dynamic_growth_steps=2**31 - 1))
     return model
 

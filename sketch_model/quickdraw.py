@@ -117,6 +117,17 @@ def drawing_to_stroke3(drawing: list) -> np.ndarray:
     return polylines_to_stroke3(_strokes(drawing, rows=(2,)))
 
 
+def check_regular_file(path: Path) -> None:
+    """Raise DataFileError unless `path` is a regular file: a FIFO would block a reader and a
+    device such as /dev/zero never ends."""
+    try:
+        path.stat()
+    except OSError as err:
+        raise DataFileError(f"cannot read {path}: {err.strerror or err}") from None
+    if not path.is_file():
+        raise DataFileError(f"{path} is not a file")
+
+
 def bounded_lines(handle: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
     """The lines of a binary file, with None in place of each line over `limit` bytes (its
     newline not counted), which is read past in pieces and never held whole."""
@@ -161,6 +172,7 @@ def simplify_ndjson(src: Path, dst: Path, max_line_bytes: int = MAX_LINE_BYTES) 
     Raises DataFileError when a file cannot be read or written.
     """
     src, dst = Path(src), Path(dst)
+    check_regular_file(src)
     partial = dst.with_name(dst.name + ".partial")
     counts = {"read": 0, "written": 0, "skipped": 0}
     try:

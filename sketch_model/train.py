@@ -15,7 +15,9 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,9 +28,10 @@ from tqdm import tqdm
 
 from . import datasets
 from .config import HParams
+from .distribute import build_replicated_model, is_chief, local_copy, make_strategy, shard_batch
 from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
-from .model import SketchRNN, build_model, kl_weight_at, take_skipped_step
+from .model import SketchRNN, kl_weight_at, take_skipped_step
 
 LOG_COLUMNS = ["step", "loss", "L_R", "L_KL", "lr", "kl_weight", "skipped",
                "valid_loss", "valid_L_R", "valid_L_KL", "seconds"]
@@ -204,10 +207,23 @@ def _write_samples(run_dir: Path, model: SketchRNN, factor: float, step: int) ->
     atomic_write(run_dir / "samples.svg", lambda p: p.write_text(grid_svg(drawings, columns=4)))
 
 
+def _worker_dir(run_dir: Path) -> Path:
+    """A private copy of the run's state for a worker other than the chief, which trains in
+    step with the chief but must not write into its run directory."""
+    scratch = Path(tempfile.mkdtemp(prefix="sketch_model_worker_"))
+    for name in ("hparams.json", "dataset.json", "best.json", "checkpoint.npz"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, scratch / name)
+    return scratch
+
+
 def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
-          overrides: list[str] | None = None, say: Callable[[str], None] = print) -> Path:
-    """Train (or resume) a run in `run_dir`; returns the run directory."""
-    run_dir = Path(run_dir)
+          overrides: list[str] | None = None, say: Callable[[str], None] = print,
+          distribution: str | None = None, devices: list[str] | None = None) -> Path:
+    """Train (or resume) a run in `run_dir`; returns the run directory. `distribution` and
+    `devices` choose a tf.distribute strategy (see distribute.make_strategy)."""
+    strategy = make_strategy(distribution, devices)  # first: multi-worker must precede other TF work
+    run_dir = Path(run_dir) if is_chief(strategy) else _worker_dir(Path(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         hparams_path, ckpt_path = run_dir / "hparams.json", run_dir / "checkpoint.npz"
@@ -228,7 +244,7 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
                   "error": None}
         write_json(run_dir / "status.json", status)
         try:
-            _train_loop(run_dir, data_paths, hps, resuming, status, say)
+            _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy)
         except BaseException as err:
             status.update(state="failed", error=str(err) if isinstance(err, SketchError)
                           else f"{type(err).__name__}: {err}")
@@ -238,14 +254,16 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
 
 
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
-                status: dict, say: Callable[[str], None]) -> None:
+                status: dict, say: Callable[[str], None], strategy) -> None:
     train_set, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
     batcher = datasets.Batcher(train_set, hps.batch_size, hps.max_seq_len, hps.seed,
                                hps.random_scale_factor, hps.augment_stroke_prob, hps.bucket_width)
-    model = build_model(hps)
+    model = build_replicated_model(hps, strategy)
+    evaluator = None  # the model's weights outside the strategy, for validation and samples
     step = 0
     if resuming:
-        step = load_checkpoint(run_dir / "checkpoint.npz", model)
+        with strategy.scope():
+            step = load_checkpoint(run_dir / "checkpoint.npz", model)
         say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text())["valid_loss"] if best_path.exists() else math.inf
@@ -260,7 +278,8 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                 model.kl_weight.assign(kl_weight_at(hps, step))
                 lr = float(model.optimizer.learning_rate)
                 model.reset_metrics()
-                out = model.train_on_batch({"strokes": strokes, "lengths": lengths}, return_dict=True)
+                batch = shard_batch(strategy, {"strokes": strokes, "lengths": lengths})
+                out = model.train_on_batch(batch, return_dict=True)
                 skipped += take_skipped_step(model)
                 step += 1
                 row = {"step": step, "loss": float(out["loss"]), "L_R": float(out["L_R"]),
@@ -272,7 +291,8 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                 bar.update(1)
                 checkpointing = step % hps.save_every == 0 or step == hps.num_steps
                 if checkpointing:
-                    valid = evaluate_losses(model, valid_set, hps)
+                    evaluator = local_copy(model, evaluator)
+                    valid = evaluate_losses(evaluator, valid_set, hps)
                     row.update(valid_loss=valid["loss"], valid_L_R=valid["L_R"],
                                valid_L_KL=valid["L_KL"])
                 logs.write(row)
@@ -281,12 +301,12 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                     logs.flush()  # the log holds every step up to the checkpoint below
                     if valid["loss"] < best:
                         best = valid["loss"]
-                        save_model(run_dir, model)
+                        save_model(run_dir, evaluator)
                         write_json(best_path, {"step": step, "valid_loss": valid["loss"],
                                                "valid_L_R": valid["L_R"], "valid_L_KL": valid["L_KL"]})
                     save_checkpoint(run_dir / "checkpoint.npz", model, step)
                     write_json(run_dir / "status.json", status)
-                    _write_samples(run_dir, model, factor, step)
+                    _write_samples(run_dir, evaluator, factor, step)
                     bar.write(f"step {step}: valid loss {valid['loss']:.4f} "
                               f"(L_R {valid['L_R']:.4f}, L_KL {valid['L_KL']:.4f}); best {best:.4f}")
             if stop.requested and step % hps.save_every != 0:

@@ -1,4 +1,4 @@
-"""Tests of sketch_model.datasets against the real data in /work/shared/data."""
+"""Tests of sketch_model.datasets against the real data in ../shared/data."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sketch_model import datasets
 from sketch_model.errors import DataFileError, DrawingError, TrainingError
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHEEP = DATA / "aaron_sheep.npz"
 SIMPLIFIED = DATA / "quickdraw_mini" / "simplified"
 RAW = DATA / "quickdraw_mini" / "raw"

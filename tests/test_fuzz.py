@@ -12,8 +12,10 @@ cases; tests/README numbers are in docs/hardening.md.
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -21,9 +23,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from sketch_model import datasets
 from sketch_model import strokes as S
 from sketch_model.canvas import canvas_to_stroke3
-from sketch_model.errors import SketchError
+from sketch_model.errors import DataFileError, SketchError
 from sketch_model.quickdraw import preprocess_raw_drawing
 
 # Warnings count as failures too: numpy overflow warnings or a dropped imaginary part mean
@@ -31,7 +34,7 @@ from sketch_model.quickdraw import preprocess_raw_drawing
 pytestmark = [pytest.mark.filterwarnings("error::RuntimeWarning"),
               pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")]
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -315,3 +318,49 @@ def test_canvas_to_stroke3(objects: list, command: int, slot: int, junk: object,
             strokes, skipped = result
             assert_stroke3(strokes)
             assert isinstance(skipped, int) and skipped >= 0
+
+
+# --- datasets.py: the .npz pickle reader ---------------------------------------------------
+
+def _object_array(items: list) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
+
+
+_SKETCHES = _object_array([np.array([[1, 2, 0], [3, 4, 1]], np.int16), np.array([[5.0, 6.0, 1.0]]),
+                           np.zeros((2, 3), ">i4")])
+PICKLES = [pickle.dumps(_SKETCHES, protocol=p) for p in (0, 2, 3, 4, 5)]
+
+
+@FUZZ
+@given(st.sampled_from(PICKLES),
+       st.lists(st.tuples(st.sampled_from(["set", "delete", "insert", "copy"]),
+                          st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=8)),
+                min_size=1, max_size=6),
+       st.sampled_from([(3,), (1,), (300,), (3, 1)]))
+def test_read_npz_pickles_mutated(payload: bytes, edits: list, shape: tuple) -> None:
+    """Mutated object-array pickles (the part of a sketch-rnn .npz where code could hide):
+    DataFileError or well-formed sketches, never another exception or a crash."""
+    body = bytearray(payload)
+    for op, where, data in edits:
+        at = int(where * len(body))
+        if op == "set":
+            body[at:at + len(data)] = data
+        elif op == "delete":
+            del body[at:at + len(data)]
+        elif op == "insert":
+            body[at:at] = data
+        else:
+            body[at:at] = body[len(data) * 7 % len(body):][:len(data) * 4]
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False,
+                                                  "shape": shape})
+    try:
+        sketches = datasets._parse_npy(header.getvalue() + bytes(body), "fuzz.npz:train", "train")
+    except DataFileError as err:
+        assert str(err).strip()
+        return
+    for sketch in sketches:
+        assert_stroke3(sketch)

@@ -16,6 +16,7 @@ import os
 import pickle
 import pickletools
 import shutil
+import signal
 import subprocess
 import time
 import tracemalloc
@@ -164,6 +165,20 @@ def test_paths_that_are_not_data_files_are_refused(tmp_path):
     image = tmp_path / "picture.npz"  # a PNG renamed
     image.write_bytes(render.to_png(sketch().astype(np.float32), size=32))
     refused(DataFileError, datasets.read_npz, image, match="not a readable .npz")
+    # Not regular files: a FIFO would block the reader, /dev/zero never ends.
+    os.mkfifo(tmp_path / "pipe.ndjson")
+    os.mkfifo(tmp_path / "pipe.npz")
+    (tmp_path / "zeros.ndjson").symlink_to("/dev/zero")
+    (tmp_path / "zeros.npz").symlink_to("/dev/zero")
+    signal.alarm(20)  # a hang fails the test instead of stopping the run
+    try:
+        for name in ("pipe.ndjson", "pipe.npz", "zeros.ndjson", "zeros.npz"):
+            refused(DataFileError, datasets.load_dataset, [tmp_path / name], 250,
+                    match="not a file")
+        refused(DataFileError, simplify_ndjson, tmp_path / "zeros.ndjson", tmp_path / "o.ndjson",
+                match="not a file")
+    finally:
+        signal.alarm(0)
     encrypted = tmp_path / "encrypted.npz"
     shutil.copy(write_npz(tmp_path / "plain.npz", **splits()), encrypted)
     raw = bytearray(encrypted.read_bytes())
@@ -229,7 +244,7 @@ WRONG_ARRAYS = {
 def test_wrong_shapes_dtypes_values_and_pens_are_refused(tmp_path, name):
     path = write_npz(tmp_path / "bad.npz", **splits(valid=WRONG_ARRAYS[name]))
     message = refused(DataFileError, datasets.read_npz, path)
-    assert "valid" in message, "the message names the split"
+    assert "valid" in message and str(path) in message, "the message names the file and split"
 
 
 def test_bad_npy_headers_are_refused(tmp_path):

@@ -22,7 +22,7 @@ from sketch_model.quickdraw import (
 )
 from sketch_model.strokes import stroke3_to_polylines
 
-DATA = Path("/work/shared/data/quickdraw_mini")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "quickdraw_mini"
 RAW = DATA / "raw"
 SIMPLIFIED = DATA / "simplified"
 # Measured: every one of the 344 raw drawings that has a simplified twin comes out point for

@@ -11,13 +11,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
-SHARED_DATA = Path("/work/shared/data")
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ARTIFACTS = ROOT / "test-artifacts"
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:  # the tests import canvas_json whatever pytest's import mode
@@ -51,14 +52,23 @@ def _train(data: Path, out: Path, extra: list[str]) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(request, tmp_path_factory) -> Path:
+def workdir() -> Path:
+    """A scratch directory of this session's own. (pytest's tmp_path_factory directories are
+    numbered per user and pruned by any other pytest run of that user, mid-test included.)"""
+    path = Path(tempfile.mkdtemp(prefix="sketch_app_tests_"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(request, workdir) -> Path:
     """A models directory with `tiny_vae` (conditional) and `tiny_uncond`, trained once.
 
     Kept in pytest's cache (when enabled), keyed by the library's source, so later runs reuse them.
     """
     name = f"sketch_app_models_{_library_digest()}"
     cache = getattr(request.config, "cache", None)
-    folder = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
+    folder = Path(cache.mkdir(name)) if cache is not None else workdir / name
     wanted = {"tiny_vae": [], "tiny_uncond": ["--set", "conditional=false"]}
     missing = {name: extra for name, extra in wanted.items()
                if not (folder / name / "status.json").is_file()
@@ -75,9 +85,10 @@ def tiny_models(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_dirs(tiny_models, tmp_path_factory) -> dict[str, Path]:
+def app_dirs(tiny_models, workdir) -> dict[str, Path]:
     """Point the app at the tiny models, an empty runs directory and the bundled data."""
-    runs = tmp_path_factory.mktemp("runs")
+    runs = workdir / "runs"
+    runs.mkdir()
     dirs = {"SKETCH_MODELS_DIR": tiny_models, "SKETCH_RUNS_DIR": runs, "SKETCH_DATA_DIR": data_dir()}
     saved = {key: os.environ.get(key) for key in dirs}
     os.environ.update({key: str(value) for key, value in dirs.items()})

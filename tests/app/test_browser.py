@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from canvas_json import APP
 
@@ -39,21 +40,23 @@ BUNDLED_MODELS = APP.parent / "assets" / "models"
 
 
 @pytest.fixture(scope="module")
-def server(app_dirs, tmp_path_factory):
+def server(app_dirs, workdir):
     """`streamlit run app/Home.py` on a free port; yields its base URL.
 
     Its models are the tiny test models plus the bundled ones (for a realistic timing).
     """
     port = free_port()
-    runs = tmp_path_factory.mktemp("browser_runs")  # its own runs directory: training starts here
-    models = tmp_path_factory.mktemp("browser_models")
+    runs = workdir / "browser_runs"  # its own runs directory: training starts here
+    models = workdir / "browser_models"
+    runs.mkdir()
+    models.mkdir()
     for source in [*app_dirs["SKETCH_MODELS_DIR"].iterdir(),
                    *(BUNDLED_MODELS.iterdir() if BUNDLED_MODELS.is_dir() else [])]:
         if source.is_dir() and not (models / source.name).exists():
             (models / source.name).symlink_to(source.resolve())
     env = {**os.environ, **{k: str(v) for k, v in app_dirs.items()}, "SKETCH_RUNS_DIR": str(runs),
            "SKETCH_MODELS_DIR": str(models)}
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "wb")
+    log = open(workdir / "streamlit.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(APP / "Home.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -136,11 +139,14 @@ def choose_model(page, label: str = "tiny_vae") -> None:
         " input\").value === label", arg=label)
 
 
-def draw_stroke(page, canvas_key: str, points: list[tuple[float, float]]) -> None:
-    """Real mouse events inside the canvas: press, move through the points, release."""
-    canvas = page.locator(f".st-key-{canvas_key} canvas.upper-canvas")
+def draw_stroke(page, key: str, points: list[tuple[float, float]], version: int = 0) -> None:
+    """Real mouse events inside the canvas: press, move through the points, release; then wait
+    until the app has the stroke (its stroke count under the canvas goes up)."""
+    canvas = page.locator(f".st-key-{key}_{version} canvas.upper-canvas")
     canvas.wait_for()
     canvas.scroll_into_view_if_needed()
+    count = page.locator(f".st-key-{key}_count")
+    before = int(count.inner_text().split()[0])
     box = canvas.bounding_box()
     x0, y0 = box["x"], box["y"]
     page.mouse.move(x0 + points[0][0], y0 + points[0][1])
@@ -148,6 +154,7 @@ def draw_stroke(page, canvas_key: str, points: list[tuple[float, float]]) -> Non
     for x, y in points[1:]:
         page.mouse.move(x0 + x, y0 + y, steps=4)
     page.mouse.up()
+    expect(count).to_have_text(re.compile(rf"^{before + 1} stroke"))
     wait_idle(page)
 
 
@@ -199,7 +206,7 @@ def test_draw_and_complete_four_candidates(page, server, artifacts):
     choose_model(page, "tiny_vae")
     slider = page.locator(".st-key-draw_n input[type='range']")
     assert slider.input_value() == "4", "4 candidates requested"
-    draw_stroke(page, "draw_0", sheep_points())
+    draw_stroke(page, "draw", sheep_points())
     assert page.locator("[class*='st-key-draw_candidate_']").count() == 0
     timings = {"complete_4_candidates_click_to_result_s": {"tiny_vae": round(_complete_four(page), 3)}}
     assert page.locator("[class*='st-key-draw_candidate_']").count() == 4
@@ -221,15 +228,17 @@ def test_draw_and_complete_four_candidates(page, server, artifacts):
 def test_undo_clear_and_an_empty_canvas(page, server):
     open_page(page, server, "Draw_and_complete")
     choose_model(page, "tiny_vae")
-    draw_stroke(page, "draw_0", sheep_points())
-    draw_stroke(page, "draw_0", [(40, 40), (120, 60), (200, 40)])
+    draw_stroke(page, "draw", sheep_points())
+    draw_stroke(page, "draw", [(40, 40), (120, 60), (200, 40)])
     page.locator(".st-key-draw_undo button").click()
     wait_idle(page)
     page.locator(".st-key-draw_1 canvas.upper-canvas").wait_for()  # remounted with one stroke
+    expect(page.locator(".st-key-draw_count")).to_have_text("1 stroke")
     page.locator(".st-key-draw_clear button").click()
     wait_idle(page)
     page.locator(".st-key-draw_2 canvas.upper-canvas").wait_for()
-    assert page.locator(".st-key-draw_clear button").is_disabled()
+    expect(page.locator(".st-key-draw_count")).to_have_text("0 strokes")
+    expect(page.locator(".st-key-draw_clear button")).to_be_disabled()  # nothing left to clear
     page.get_by_role("button", name="Complete", exact=True).click()
     page.get_by_text("The canvas is empty").wait_for()
 
@@ -237,8 +246,8 @@ def test_undo_clear_and_an_empty_canvas(page, server):
 def test_interpolation_slider_changes_the_drawing(page, server, artifacts):
     open_page(page, server, "Interpolate")
     choose_model(page, "tiny_vae")
-    draw_stroke(page, "interp_A_0", sheep_points(150, 150))
-    draw_stroke(page, "interp_B_0", [(30, 30), (250, 40), (200, 260), (40, 240), (30, 30)])
+    draw_stroke(page, "interp_A", sheep_points(150, 150))
+    draw_stroke(page, "interp_B", [(30, 30), (250, 40), (200, 260), (40, 240), (30, 30)])
     page.get_by_role("button", name="Encode both").click()
     point = page.locator(".st-key-interp_point img")
     point.wait_for()
@@ -296,26 +305,42 @@ def _steps_shown(page) -> int:
     return int(match.group(1)) if match else -1
 
 
+def _wait_for_training(page, server, condition: str, timeout: float = 300) -> None:
+    """Poll the page until the JS `condition` holds; fail at once, with the job's console
+    output, if the job fails or the time runs out."""
+    deadline = time.time() + timeout
+    while not page.evaluate(condition):
+        failed = page.get_by_text("Training failed").count() > 0
+        if failed or time.time() > deadline:
+            logs = "\n".join(p.read_text(errors="replace")[-3000:]
+                              for p in server["runs"].glob(".*.console.log"))
+            pytest.fail(("training failed" if failed else f"timed out waiting for {condition}")
+                        + f"\n{logs}")
+        page.wait_for_timeout(1000)
+
+
 def test_training_from_the_sidebar(page, server, artifacts):
     open_page(page, server, "Train")
     sidebar = page.locator("[data-testid='stSidebar']")
-    for key, value in (("train_steps", "400"), ("train_save_every", "20")):
+    for key, value in (("train_steps", "1000"), ("train_save_every", "10")):
         field = sidebar.locator(f".st-key-{key} input")
         field.fill(value)
         field.press("Enter")
         wait_idle(page)
     sidebar.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").wait_for()
-    # The curve appears, then grows as log.csv gets more rows.
-    curve = page.locator(".st-key-train_chart .js-plotly-plot").first
-    curve.wait_for(timeout=300_000)
+    # The curve appears (log.csv's first rows), then grows as the job logs more.
+    _wait_for_training(page, server, f"({CURVE_POINTS})() > 0")
     first, points = _steps_shown(page), page.evaluate(CURVE_POINTS)
-    assert points > 0
-    page.wait_for_function(f"() => ({CURVE_POINTS})() > {points}", timeout=300_000)
+    _wait_for_training(page, server, f"({CURVE_POINTS})() > {points}")
     assert page.evaluate(CURVE_POINTS) > points and _steps_shown(page) > first
     page.screenshot(path=str(artifacts / "train.png"), full_page=True)
     # a second start is refused while the job runs
     sidebar.get_by_role("button", name="Start training").click()
     page.get_by_text("only one job runs at a time").wait_for()
-    page.get_by_role("button", name="Stop").click()
-    page.get_by_text(re.compile(r"stopped|finished")).first.wait_for(timeout=300_000)
+    page.locator(".st-key-train_stop").get_by_role("button", name="Stop").click()
+    page.get_by_text("The model is saved in").wait_for(timeout=300_000)  # stopped cleanly
+    # the stopped run is a model now, in every page's model picker
+    open_page(page, server, "Generate")
+    page.locator("[data-testid='stSidebar'] [class*='st-key-model_picker_'] input").click()
+    expect(page.get_by_role("option", name=re.compile(r"\(your run\)"))).to_have_count(1)

@@ -214,7 +214,7 @@ def test_quickdraw_categories_in_the_gallery():
     assert at.image
 
 
-def test_upload_that_is_not_a_sketch_file(tmp_path):
+def test_upload_that_is_not_a_sketch_file():
     at = open_page("pages/4_Train.py")
     at.file_uploader(key="train_uploads").set_value(
         [("bad.npz", b"this is not a sketch file", "application/octet-stream")]).run()
