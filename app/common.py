@@ -21,15 +21,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the re
     sys.path.append(str(ROOT))
 
 import sketch_model  # noqa: E402
-from sketch_model import datasets, render  # noqa: E402
+from sketch_model import datasets, fit_to_model, render  # noqa: E402
 from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
 from sketch_model.errors import SketchError  # noqa: E402
 from streamlit_drawable_canvas import st_canvas  # noqa: E402
-
-try:
-    from sketch_model import fit_to_model  # noqa: E402
-except ImportError:  # not yet re-exported by the package: its home module
-    from sketch_model.strokes import fit_to_model  # noqa: E402
 
 # Where the app finds things; each can be pointed elsewhere with an environment variable.
 MODELS_DIR = Path(os.environ.get("SKETCH_MODELS_DIR", ROOT / "assets" / "models"))
