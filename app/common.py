@@ -280,21 +280,10 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
     return json_data
 
 
-def _fabric_type_names(json_data: dict | None) -> dict:
-    """streamlit-drawable-canvas 0.13 runs Fabric.js 7, which names types "Path", "Rect"...;
-    sketch_model.canvas reads Fabric 4/5's "path", "rect". Lower-cased here until it reads both."""
-    data = dict(json_data or {"objects": []})
-    if isinstance(data.get("objects"), list):
-        data["objects"] = [{**o, "type": o["type"].lower()}
-                           if isinstance(o, dict) and isinstance(o.get("type"), str) else o
-                           for o in data["objects"]]
-    return data
-
-
 def canvas_drawing(json_data: dict | None, max_len: int | None = None) -> np.ndarray | None:
     """The canvas as stroke-3 (canvas pixels), fitted to `max_len` points; a message if unusable."""
     try:
-        strokes, skipped = canvas_to_stroke3(_fabric_type_names(json_data), epsilon=2.0)
+        strokes, skipped = canvas_to_stroke3(json_data or {"objects": []}, epsilon=2.0)
     except SketchError as err:
         st.warning(str(err))
         return None

@@ -178,7 +178,7 @@ def _full_turn(obj: dict) -> bool:
 
 def _shape(obj: dict) -> tuple[list[np.ndarray], np.ndarray, float, float] | None:
     """An object's polylines in its own coordinates, pivot, width and height; None if unknown."""
-    kind = obj["type"]
+    kind = obj["type"].lower()  # Fabric 4/5 write "path", Fabric 6/7 (canvas 0.13) "Path"
     if kind == "path":
         return _path(obj)
     if kind in ("polyline", "polygon"):

@@ -164,6 +164,7 @@ class _Logs:
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.file.flush()  # live curves read it; a crash still drops rows past the checkpoint
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and value != "":
                 self.tb.add_scalar(key, float(value), step=row["step"])
@@ -225,7 +226,7 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
     strategy = make_strategy(distribution, devices)  # first: multi-worker must precede other TF work
     run_dir = Path(run_dir) if is_chief(strategy) else _worker_dir(Path(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
+    with run_lock(run_dir), _StopFlag() as stop:  # a stop during start-up is clean too
         hparams_path, ckpt_path = run_dir / "hparams.json", run_dir / "checkpoint.npz"
         resuming = ckpt_path.exists() and hparams_path.exists()
         if resuming:
@@ -244,7 +245,7 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
                   "error": None}
         write_json(run_dir / "status.json", status)
         try:
-            _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy)
+            _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy, stop)
         except BaseException as err:
             status.update(state="failed", error=str(err) if isinstance(err, SketchError)
                           else f"{type(err).__name__}: {err}")
@@ -254,7 +255,7 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
 
 
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
-                status: dict, say: Callable[[str], None], strategy) -> None:
+                status: dict, say: Callable[[str], None], strategy, stop: _StopFlag) -> None:
     train_set, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
     batcher = datasets.Batcher(train_set, hps.batch_size, hps.max_seq_len, hps.seed,
                                hps.random_scale_factor, hps.augment_stroke_prob, hps.bucket_width)
@@ -271,8 +272,8 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
     skipped = 0
     started = time.time()
     try:
-        with _StopFlag() as stop, tqdm(total=hps.num_steps, initial=step, unit="step",
-                                       dynamic_ncols=True, desc="train") as bar:
+        with tqdm(total=hps.num_steps, initial=step, unit="step", dynamic_ncols=True,
+                  desc="train") as bar:
             while step < hps.num_steps and not stop.requested:
                 strokes, lengths = batcher.batch(step)
                 model.kl_weight.assign(kl_weight_at(hps, step))

@@ -291,3 +291,21 @@ def test_corrupted_objects_raise_nothing_but_drawing_error(
         else:
             entry.append(junk)
         check_only_drawing_errors(canvas(copy.deepcopy(template) | {"path": path}))
+
+
+def test_fabric_7_paths_of_streamlit_drawable_canvas_0_13() -> None:
+    """Fabric 7 (the installed canvas) names the type "Path" and centres the object on
+    left/top; the pointer samples must come back in order and shape (this hand-made object's
+    box is the samples', not Fabric's curve box, so only a shift is allowed)."""
+    samples = [(20.0, 30.0), (60.0, 35.0), (90.0, 80.0), (40.0, 120.0)]
+    xs, ys = [p[0] for p in samples], [p[1] for p in samples]
+    path = [["M", *samples[0]]]
+    path += [["Q", x0, y0, (x0 + x1) / 2, (y0 + y1) / 2] for (x0, y0), (x1, y1) in zip(samples, samples[1:])]
+    path.append(["L", *samples[-1]])
+    obj = {"type": "Path", "version": "7.4.0", "originX": "center", "originY": "center",
+           "left": (min(xs) + max(xs)) / 2, "top": (min(ys) + max(ys)) / 2,
+           "width": max(xs) - min(xs), "height": max(ys) - min(ys), "strokeWidth": 3,
+           "scaleX": 1, "scaleY": 1, "angle": 0, "path": path}
+    lines, skipped = fabric_to_polylines({"objects": [obj]})
+    assert skipped == 0 and len(lines) == 1
+    np.testing.assert_allclose(lines[0] - lines[0][0], np.subtract(samples, samples[0]), atol=1e-6)
