@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
 
 from .download import add_data_commands
 from .errors import SketchError
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "sheep_vae"
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -78,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("sample", help="draw new sketches from a model")
-    p.add_argument("model_dir")
+    p.add_argument("model_dir", nargs="?", default=str(BUNDLED_MODEL),
+                   help="model or run directory (default: the bundled sheep_vae)")
     p.add_argument("--n", type=int, default=9)
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=None)
@@ -103,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValueError as err:  # bad settings, e.g. --set with an unknown name
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: the disk is full ({err}); what was written before is kept", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

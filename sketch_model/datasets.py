@@ -13,6 +13,8 @@ import io
 import json
 import math
 import pickle
+import pickletools
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -213,6 +215,7 @@ def _parse_object_array(stream: io.BytesIO, dtype: np.dtype, shape: tuple, where
                         split: str) -> list[np.ndarray]:
     if dtype != np.dtype(object) or len(shape) != 1:
         raise DataFileError(f"{where} is a {dtype} array of shape {shape}; expected a 1-D object array")
+    _check_memo_indices(stream, where)
     try:
         # latin1 is how numpy reads Python 2 pickles, as the published sketch-rnn files are.
         loaded = _ArrayOnlyUnpickler(stream, encoding="latin1").load()
@@ -225,6 +228,24 @@ def _parse_object_array(stream: io.BytesIO, dtype: np.dtype, shape: tuple, where
     if not isinstance(array, np.ndarray) or array.dtype != object or array.shape != tuple(shape):
         raise DataFileError(f"{where}'s pickle is not the object array of shape {shape} its header states")
     return [_validate_sketch(item, split, i, where) for i, item in enumerate(array)]
+
+
+def _check_memo_indices(stream: io.BytesIO, where: str) -> None:
+    """Walk the pickle's opcodes, before anything is built, and refuse memo indices beyond
+    the opcodes so far: a 9-byte pickle storing to index 2**31 makes the C unpickler allocate
+    and zero 16 GiB for its memo table. A pickler numbers its memo entries from 0 up."""
+    start = stream.tell()
+    try:
+        with warnings.catch_warnings():  # pickletools warns about odd escapes in strings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+                if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg > count:
+                    raise DataFileError(f"{where}'s pickle stores to memo entry {arg} after "
+                                        f"{count} opcodes, which no pickler writes: refusing "
+                                        "to load it")
+    except (ValueError, EOFError, UnicodeError, OverflowError, MemoryError) as err:
+        raise DataFileError(f"{where} holds a corrupt pickle: {type(err).__name__}: {err}") from None
+    stream.seek(start)
 
 
 def _validate_sketch(item: object, split: str, index: int, source: str = "") -> np.ndarray:

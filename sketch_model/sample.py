@@ -10,6 +10,8 @@ All inputs and outputs are stroke-3 arrays in drawing units; the scale factor is
 from __future__ import annotations
 
 import json
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +131,19 @@ def latent_path(za: np.ndarray, zb: np.ndarray, steps: int, method: str = "slerp
     return ((1 - t) * za + t * zb).astype(np.float32)
 
 
+def _count(n, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise SketchError(f"{what} must be a whole number of at least 1, not {n!r}")
+    return int(n)
+
+
+def _rng(seed) -> np.random.Generator:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise SketchError(f"seed must be a non-negative whole number or None, not {seed!r}")
+    return np.random.default_rng(seed)
+
+
 class Sketcher:
     """A trained model ready to draw: wraps a SketchRNN and its data scale factor."""
 
@@ -212,8 +227,10 @@ class Sketcher:
     def _sample(self, z: np.ndarray | None, n: int, temperature: float,
                 rng: np.random.Generator, prefix: np.ndarray | None = None) -> list[np.ndarray]:
         """n stroke-3 continuations (model units) of `prefix` from latent z (n, z) or none."""
-        if not temperature > 0:
-            raise SketchError(f"temperature must be positive, not {temperature}")
+        if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+            raise SketchError(f"temperature must be a positive finite number, not {temperature!r}")
+        if z is not None and not np.all(np.isfinite(z)):
+            raise SketchError("the latent vector holds NaN or infinite values")
         m = self.hps.num_mixture
         prefix = np.zeros((0, 3), np.float32) if prefix is None else prefix
         primer = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(prefix, len(prefix))])
@@ -256,7 +273,7 @@ class Sketcher:
 
     def generate(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
         """n new drawings: from z ~ N(0, I) for a VAE, from the zero state otherwise."""
-        rng = np.random.default_rng(seed)
+        n, rng = _count(n), _rng(seed)
         z = rng.standard_normal((n, self.hps.z_size)).astype(np.float32) if self.conditional else None
         return self._finish(self._sample(z, n, temperature, rng))
 
@@ -265,7 +282,7 @@ class Sketcher:
         """n completions of a partial drawing; each starts with the prefix's own rows.
         A VAE conditions on the encoded prefix."""
         s3 = self._to_model(prefix)
-        rng = np.random.default_rng(seed)
+        n, rng = _count(n), _rng(seed)
         z = None
         if self.conditional:
             z = np.repeat(self.encode(prefix)[None], n, axis=0)
@@ -277,32 +294,51 @@ class Sketcher:
 
     def decode(self, z, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
         """One drawing decoded from a latent vector z (z_size,)."""
-        return self.decode_many(np.asarray(z, np.float32).reshape(1, -1), temperature, seed)[0]
+        try:
+            z = np.asarray(z, np.float32).reshape(1, -1)
+        except (TypeError, ValueError):
+            raise SketchError("a latent vector must be numbers") from None
+        return self.decode_many(z, temperature, seed)[0]
 
     def decode_many(self, zs, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
         """One drawing for each latent vector of zs (n, z_size), sampled together."""
         self._require_vae("decoding a latent vector")
-        zs = np.asarray(zs, np.float32)
+        try:
+            zs = np.asarray(zs, np.float32)
+        except (TypeError, ValueError):
+            raise SketchError("a latent vector must be numbers") from None
         if zs.ndim != 2 or zs.shape[1] != self.hps.z_size:
             raise SketchError(f"latent vectors have shape (n, {self.hps.z_size}), not {zs.shape}")
-        return self._finish(self._sample(zs, len(zs), temperature, np.random.default_rng(seed)))
+        return self._finish(self._sample(zs, len(zs), temperature, _rng(seed)))
 
     def reconstruct(self, sketch, n: int = 1, temperature: float = 0.5,
                     seed: int | None = None) -> list[np.ndarray]:
         """n imitations of a drawing, decoded from its latent mean."""
         self._require_vae("reconstruction")
+        n, rng = _count(n), _rng(seed)
         z = np.repeat(self.encode(sketch)[None], n, axis=0)
-        return self._finish(self._sample(z, n, temperature, np.random.default_rng(seed)))
+        return self._finish(self._sample(z, n, temperature, rng))
 
     def interpolate(self, a, b, steps: int = 10, method: str = "slerp", temperature: float = 0.1,
                     seed: int | None = None) -> list[np.ndarray]:
         """Drawings decoded along the latent path from a to b (same random draws at each step)."""
         self._require_vae("interpolation")
+        steps = _count(steps, "steps")
         za, zb = self.encode_many([a, b])
         path = latent_path(za, zb, steps, method)
         if seed is None:
             seed = int(np.random.default_rng().integers(2 ** 31))
         return [self.decode(z, temperature, seed) for z in path]
+
+
+def _keras_file_hparams(keras_file: Path) -> HParams:
+    """The hparams inside a .keras file's config, read without building anything."""
+    try:
+        with zipfile.ZipFile(keras_file) as archive:
+            config = json.loads(archive.read("config.json"))
+        return HParams.from_dict(config["config"]["hparams"])
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError, ModelFileError) as err:
+        raise ModelFileError(f"{keras_file} is not a sketch_model .keras file ({err})") from None
 
 
 def load_model(path: str | Path) -> Sketcher:
@@ -321,7 +357,12 @@ def load_model(path: str | Path) -> Sketcher:
         factor = float(dataset["scale_factor"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelFileError(f"{path}/dataset.json is missing or unreadable ({err})") from None
-    HParams.load(path / "hparams.json")  # refuses other or future versions with a clear message
+    if not (math.isfinite(factor) and factor > 1e-6):
+        raise ModelFileError(f"{path}/dataset.json has scale_factor {factor}, not a positive number")
+    hps = HParams.load(path / "hparams.json")  # refuses other or future versions clearly
+    # checked before Keras builds anything; num_steps alone may grow when a run is resumed
+    if _keras_file_hparams(keras_file).replace(num_steps=hps.num_steps) != hps:
+        raise ModelFileError(f"{keras_file} describes another model than {path}/hparams.json")
     try:
         model = keras.saving.load_model(keras_file, compile=False, safe_mode=True,
                                         custom_objects={"SketchRNN": SketchRNN})

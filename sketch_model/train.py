@@ -153,9 +153,9 @@ class _Logs:
         self.path = run_dir / "log.csv"
         rows = []
         if self.path.exists() and start_step > 0:
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit()
-                        and int(r["step"]) <= start_step]
+            with open(self.path, newline="") as f:  # a torn last line has missing columns
+                rows = [r for r in csv.DictReader(f) if None not in r.values()
+                        and r.get("step", "").isdigit() and int(r["step"]) <= start_step]
         self.file = open(self.path, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
         self.writer.writeheader()
@@ -227,6 +227,8 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
     run_dir = Path(run_dir) if is_chief(strategy) else _worker_dir(Path(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir), _StopFlag() as stop:  # a stop during start-up is clean too
+        for leftover in run_dir.glob(".*.tmp*"):  # of a job killed while writing
+            leftover.unlink(missing_ok=True)
         hparams_path, ckpt_path = run_dir / "hparams.json", run_dir / "checkpoint.npz"
         resuming = ckpt_path.exists() and hparams_path.exists()
         if resuming:

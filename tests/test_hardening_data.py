@@ -355,6 +355,22 @@ def test_crafted_array_state_cannot_crash_the_reader(tmp_path):
         refused(DataFileError, datasets.read_npz, path, match="valid")
 
 
+def test_pickle_memo_bomb_is_refused_before_it_allocates(tmp_path):
+    """Nine bytes that store to memo entry N make CPython's unpickler allocate and zero a
+    table of N entries: 2**31 is 16 GiB (found by test_fuzz.py, which the OOM killer ended).
+    2**24 here, which costs 256 MiB should the check ever be lost."""
+    for index in (2**24, 2**16):
+        payload = b"\x80\x02N" + b"r" + index.to_bytes(4, "little") + b"."
+        path = write_npz(tmp_path / "bomb.npz", **splits(train=npy_with_pickle(payload)))
+        tracemalloc.start()
+        try:
+            refused(DataFileError, datasets.read_npz, path, match="memo entry")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 1024**2, f"{peak} bytes allocated for a {len(payload)}-byte pickle"
+
+
 def test_genuine_pickles_still_load(tmp_path, sheep_data):
     """The published Python 2 pickles (protocol 2, latin1 strings) and numpy 2's own."""
     trusted = np.load(SHEEP, allow_pickle=True, encoding="latin1")

@@ -180,18 +180,12 @@ def test_unreadable_dataset_json_is_refused(model_dir, content):
     refused(model_dir, match="dataset.json")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (sample.py load_model): a scale_factor that is 0, "
-                   "negative, NaN, infinite or subnormal is accepted; drawings then come out "
-                   "non-finite or a valid drawing is refused as 'holds NaN or infinite values'")
 @pytest.mark.parametrize("factor", [0, -1.0, "nan", "inf", 1e-320])
 def test_a_scale_factor_that_is_not_a_positive_number_is_refused(model_dir, factor):
     (model_dir / "dataset.json").write_text(json.dumps({"scale_factor": factor}))
     refused(model_dir, match="scale_factor")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (sample.py load_model): model.keras's own hparams "
-                   "are trusted over hparams.json and never compared; a hostile file can ask "
-                   "for any model size, which is allocated before a weight is read")
 def test_model_keras_whose_hparams_differ_from_hparams_json_is_refused(model_dir):
     path = model_dir / "model.keras"
     with zipfile.ZipFile(path) as src:
@@ -279,8 +273,6 @@ def test_sketcher_refuses_malformed_drawings_with_drawing_error(sketcher, bad):
         sketcher.complete(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (sample.py): temperature=inf and non-finite latent "
-                   "vectors are accepted and give drawings of NaN/inf")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("call", ["generate-temperature-inf", "decode-nan", "decode-inf"])
 def test_non_finite_parameters_are_refused(sketcher, call):
@@ -293,8 +285,6 @@ def test_non_finite_parameters_are_refused(sketcher, call):
         assert all(np.all(np.isfinite(d)) for d in drawings), "non-finite drawing returned"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (sample.py): bad counts and seeds escape as numpy's "
-                   "ValueError/TypeError instead of SketchError")
 @pytest.mark.parametrize("call", ["n=-1", "n=2.5", "seed=-1", "seed='a'", "steps=2.5",
                                   "decode('abc')"])
 def test_bad_counts_and_seeds_raise_sketch_error(sketcher, call):

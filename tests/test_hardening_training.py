@@ -244,17 +244,11 @@ def test_resume_after_the_kills_runs_to_completion(scenario):
     assert isinstance(load_model(run_dir), Sketcher)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (train.py): the temporary files of a job killed "
-                   "mid-write (.checkpoint.npz.tmpPID.npz, .model.keras.tmpPID.keras) are never "
-                   "removed; each crash leaves up to a checkpoint's size behind")
 def test_temporary_files_of_killed_jobs_are_cleaned_up_on_resume(scenario):
     leftovers = sorted(p.name for p in scenario["run_dir"].glob(".*.tmp*"))
     assert leftovers == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (train.py _Logs): after kill -9 the buffered "
-                   "log.csv can end in a torn line; on resume a fragment such as '1' (of step "
-                   "'13,...') passes the step filter and is kept as a bogus row for step 1")
 def test_a_torn_last_line_of_log_csv_is_dropped_on_resume(tmp_path):
     rows = [",".join([str(step)] + ["0.5"] * (len(train_module.LOG_COLUMNS) - 1))
             for step in range(1, 13)]
@@ -392,9 +386,6 @@ def test_the_train_command_on_a_full_disk_says_so_and_keeps_the_last_checkpoint(
     assert not list(run_dir.glob(".*.tmp*"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (train.py/cli.py): only atomic_write turns ENOSPC "
-                   "into TrainingError; a full disk while writing log.csv (or TensorBoard "
-                   "events) escapes as a raw OSError traceback (exit code 1)")
 def test_a_full_disk_while_writing_the_log_gives_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(csv.DictWriter, "writeheader", _enospc)
     rc = cli.main(["train", str(SHEEP), "--out", str(tmp_path / "run"), "--steps", "5",
