@@ -137,7 +137,7 @@ def test_corrupt_model_keras_is_refused(model_dir, tmp_path):
 def test_a_keras_file_of_another_model_is_refused(model_dir):
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     other.save(model_dir / "model.keras")
-    refused(model_dir, match="not a sketch_model model")
+    refused(model_dir, match="not a sketch_model")
 
 
 # --- other and future versions ------------------------------------------------------------
@@ -208,15 +208,40 @@ def _lambda_model(marker: Path) -> keras.Model:
     return keras.Model(inputs, keras.layers.Lambda(touch)(inputs))
 
 
+def _rewrite_config(path: Path, change) -> None:
+    """Rewrite the config.json inside a .keras file with change(config)."""
+    with zipfile.ZipFile(path) as src:
+        files = {name: src.read(name) for name in src.namelist()}
+    config = change(json.loads(files["config.json"]))
+    files["config.json"] = config if isinstance(config, str) else json.dumps(config)
+    with zipfile.ZipFile(path, "w") as dst:
+        for name, data in files.items():
+            dst.writestr(name, data)
+
+
+def _with_our_hparams(config: dict) -> dict:
+    """`config` carrying the directory's own hparams, so that it passes load_model's check of
+    them and reaches Keras' deserialisation (and its safe mode)."""
+    if isinstance(config.get("config"), dict):
+        config["config"]["hparams"] = TINY.to_dict()
+    return config
+
+
 def test_keras_file_with_a_lambda_is_refused_and_the_lambda_never_runs(model_dir, tmp_path):
     marker = tmp_path / "lambda-ran"
-    _lambda_model(marker).save(model_dir / "model.keras")
+    keras_file = model_dir / "model.keras"
+    _lambda_model(marker).save(keras_file)
     marker.unlink(missing_ok=True)  # building the model ran it once, here
+    refused(model_dir)  # its config is not a sketch_model one
+    assert not marker.exists(), "load_model ran the file's code"
+    # The same file dressed up with this directory's hparams gets as far as Keras, whose safe
+    # mode refuses the lambda.
+    _rewrite_config(keras_file, _with_our_hparams)
     message = refused(model_dir, match="could not be loaded safely")
     assert "lambda" in message.lower()
     assert not marker.exists(), "load_model ran the file's code"
     # The control: the file does carry live code, which only an unsafe load runs.
-    keras.saving.load_model(model_dir / "model.keras", safe_mode=False)(np.zeros((1, 3)))
+    keras.saving.load_model(keras_file, safe_mode=False)(np.zeros((1, 3)))
     assert marker.exists()
 
 
@@ -230,14 +255,9 @@ def test_keras_file_with_a_lambda_is_refused_and_the_lambda_never_runs(model_dir
 ])
 def test_config_naming_arbitrary_python_is_refused(model_dir, tmp_path, config):
     marker = tmp_path / "MARKER"
-    text = json.dumps(config).replace("MARKER", str(marker))
-    path = model_dir / "model.keras"
-    with zipfile.ZipFile(path) as src:
-        files = {name: src.read(name) for name in src.namelist()}
-    with zipfile.ZipFile(path, "w") as dst:
-        for name, data in files.items():
-            dst.writestr(name, text if name == "config.json" else data)
-    refused(model_dir, match="could not be loaded safely|not a sketch_model model")
+    text = json.dumps(_with_our_hparams(config)).replace("MARKER", str(marker))
+    _rewrite_config(model_dir / "model.keras", lambda _: text)
+    refused(model_dir, match="could not be loaded safely|not a sketch_model")
     assert not marker.exists()
 
 

@@ -283,3 +283,21 @@ def test_finished_runs_appear_in_the_model_picker(app_dirs, tiny_models):
         assert not at.error, texts(at.error)
     finally:
         shutil.rmtree(run)
+
+
+def test_two_sessions_keep_their_own_drawings_and_results():
+    """Two browser tabs are two sessions: what one draws and gets back never shows in the other."""
+    one = open_page("pages/1_Draw_and_complete.py")
+    two = open_page("pages/1_Draw_and_complete.py")
+    draw(one, "draw", canvas(circle_stroke()))
+    one.slider(key="draw_n").set_value(2)
+    one.button(key="complete").click().run()
+    draw(two, "draw", canvas(circle_stroke(cx=120, r=40)))
+    two.slider(key="draw_n").set_value(3)
+    two.button(key="complete").click().run()
+    assert not one.exception and not two.exception
+    first, second = one.session_state["draw_results"], two.session_state["draw_results"]
+    assert len(first["drawings"]) == 2 and len(second["drawings"]) == 3
+    assert first["input"].shape != second["input"].shape or not (first["input"] == second["input"]).all()
+    one.run()  # a rerun of the first session still shows its own results
+    assert len(one.session_state["draw_results"]["drawings"]) == 2
