@@ -22,6 +22,7 @@ from .errors import ModelFileError, SketchError
 from .model import SketchRNN
 from .strokes import as_stroke3, stroke3_to_stroke5
 
+MAX_CONFIG_BYTES = 1 << 20  # a .keras config of ours is about 2 kB
 START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
 LN_EPSILON = 1e-3
 
@@ -335,9 +336,14 @@ def _keras_file_hparams(keras_file: Path) -> HParams:
     """The hparams inside a .keras file's config, read without building anything."""
     try:
         with zipfile.ZipFile(keras_file) as archive:
+            if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+                raise ValueError("its config.json is far too large")
             config = json.loads(archive.read("config.json"))
         return HParams.from_dict(config["config"]["hparams"])
-    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError, ModelFileError) as err:
+    except KeyError:
+        raise ModelFileError(f"{keras_file} is not a sketch_model .keras file "
+                             "(its config holds no sketch_model hparams)") from None
+    except (OSError, zipfile.BadZipFile, TypeError, ValueError, ModelFileError) as err:
         raise ModelFileError(f"{keras_file} is not a sketch_model .keras file ({err})") from None
 
 

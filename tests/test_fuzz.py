@@ -6,7 +6,7 @@ documented error types (a SketchError subclass) with a non-empty, readable messa
 does come out is well formed (stroke-3 arrays are finite with pens of 0 or 1).
 
 Each test runs `EXAMPLES` hypothesis examples (settings below) plus its explicit @example
-cases; tests/README numbers are in docs/hardening.md.
+cases; the README lists what each bad input gives.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every bad input must end in one of the library's documented errors (DataFileError,
 DrawingError, SketchError) with a readable message, or be skipped and counted where the
 format allows it (ndjson lines); nothing in a file may run, and size limits are checked before
-a file is read into memory. docs/hardening.md lists what the user sees for each case.
+a file is read into memory. the README lists what the user sees for each case.
 """
 
 from __future__ import annotations
