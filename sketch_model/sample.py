@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 from keras import ops
 
+from .cells import LN_EPSILON
 from .config import HParams
+from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
+from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
 from .model import SketchRNN
 from .strokes import as_stroke3, stroke3_to_stroke5
 
 MAX_CONFIG_BYTES = 1 << 20  # a .keras config of ours is about 2 kB
-START_TOKEN = np.array([0.0, 0.0, 1.0, 0.0, 0.0], dtype=np.float32)
-LN_EPSILON = 1e-3
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -242,6 +243,7 @@ class Sketcher:
         lengths = np.full(n, points.shape[1])
         ended = np.zeros(n, bool)
         rows = np.arange(n)
+        spread = np.sqrt(temperature)  # sigmas scale by sqrt(tau), as in the paper
         for t in range(points.shape[1]):
             raw = h @ self.head[0] + self.head[1]
             pen_p = _softmax(raw[:, :3] / temperature)
@@ -250,9 +252,9 @@ class Sketcher:
             u = rng.random((n, 2))
             j = np.minimum((pi_p.cumsum(axis=1) < u[:, :1]).sum(axis=1), m - 1)
             pen = np.minimum((pen_p.cumsum(axis=1) < u[:, 1:]).sum(axis=1), 2)
-            s1 = np.exp(np.clip(ls1[rows, j], -10, 10)) * np.sqrt(temperature)
-            s2 = np.exp(np.clip(ls2[rows, j], -10, 10)) * np.sqrt(temperature)
-            rho = np.tanh(np.clip(corr[rows, j], -5, 5))
+            s1 = np.exp(np.clip(ls1[rows, j], -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread
+            s2 = np.exp(np.clip(ls2[rows, j], -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread
+            rho = np.tanh(np.clip(corr[rows, j], -CORR_LIMIT, CORR_LIMIT))
             e1, e2 = rng.standard_normal((2, n))
             dx = mu1[rows, j] + s1 * e1
             dy = mu2[rows, j] + s2 * (rho * e1 + np.sqrt(1.0 - rho ** 2) * e2)
