@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     sketcher = load_model(args.model_dir)
-    data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len)
+    data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=(args.split,))
     test = getattr(data, args.split)
     losses = evaluate_losses(sketcher.model, datasets.normalize(test, sketcher.scale_factor),
                              sketcher.hps)

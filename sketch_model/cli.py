@@ -28,7 +28,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     sketcher = load_model(args.model_dir)
     hps = sketcher.hps
-    data = datasets.load_dataset(args.data, hps.max_seq_len)
+    data = datasets.load_dataset(args.data, hps.max_seq_len, splits=(args.split,))
     sketches = datasets.normalize(getattr(data, args.split), sketcher.scale_factor)
     result = evaluate_losses(sketcher.model, sketches, hps)
     result.update(split=args.split, dropped_too_long=data.dropped_too_long[args.split])

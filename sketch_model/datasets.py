@@ -291,31 +291,63 @@ def read_ndjson(path: str | Path, kind: str = "auto",
     file with no usable drawing, or a path that is not a regular file, raises DataFileError.
     A drawing without a `word` is labelled with the file's stem.
     """
-    if kind not in ("auto", "simplified", "raw"):
-        raise ValueError(f"kind must be auto, simplified or raw, not {kind!r}")
     path = Path(path)
-    check_regular_file(path)
     result = NdjsonDrawings([], [], [], 0, kind)
-    try:
-        with path.open("rb") as lines:
-            for line in bounded_lines(lines, max_line_bytes):
-                if line is not None and not line.strip():
-                    continue
-                record = None if line is None else _parse_ndjson_line(line, result.kind)
-                if record is None:
-                    result.skipped += 1
-                    continue
-                sketch, key_id, word, line_kind = record
-                result.kind = line_kind
-                result.sketches.append(sketch)
-                result.key_ids.append(key_id)
-                result.words.append(word if word is not None else path.stem)
-    except OSError as err:
-        raise DataFileError(f"cannot read {path}: {err.strerror or err}") from None
+    for record in iter_ndjson(path, kind, max_line_bytes):
+        if record.sketch is None:
+            result.skipped += 1
+            continue
+        result.kind = record.kind
+        result.sketches.append(record.sketch)
+        result.key_ids.append(record.key_id)
+        result.words.append(record.word)
     if not result.sketches:
         raise DataFileError(
             f"{path} holds no usable Quick, Draw! drawing ({result.skipped} malformed lines)")
     return result
+
+
+@dataclasses.dataclass
+class NdjsonRecord:
+    """One line of an ndjson file: where it starts and ends, and its drawing (sketch None for a
+    malformed line)."""
+
+    offset: int
+    end: int
+    sketch: np.ndarray | None = None
+    key_id: str = ""
+    word: str = ""
+    kind: str = ""
+
+
+def iter_ndjson(path: str | Path, kind: str = "auto", max_line_bytes: int = MAX_LINE_BYTES,
+                start: int = 0) -> Iterator[NdjsonRecord]:
+    """The non-blank lines of an ndjson file from byte `start` on, one at a time, so that a file
+    of any size is read in bounded memory. With kind="auto" the first well-formed line fixes the
+    kind; lines of the other kind then count as malformed. Raises DataFileError for a path that
+    is not a readable regular file.
+    """
+    if kind not in ("auto", "simplified", "raw"):
+        raise ValueError(f"kind must be auto, simplified or raw, not {kind!r}")
+    path = Path(path)
+    check_regular_file(path)
+    try:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            offset = start
+            for line in bounded_lines(handle, max_line_bytes):
+                record = NdjsonRecord(offset, handle.tell())
+                offset = record.end
+                if line is not None and not line.strip():
+                    continue
+                parsed = None if line is None else _parse_ndjson_line(line, kind)
+                if parsed is not None:
+                    record.sketch, record.key_id, word, record.kind = parsed
+                    record.word = word if word is not None else path.stem
+                    kind = record.kind
+                yield record
+    except OSError as err:
+        raise DataFileError(f"cannot read {path}: {err.strerror or err}") from None
 
 
 def _parse_ndjson_line(line: bytes, kind: str) -> tuple[np.ndarray, str, str | None, str] | None:
@@ -374,18 +406,25 @@ class Dataset:
         return sorted({label for split in SPLITS for label in self.labels[split]})
 
 
-def load_dataset(paths: list[str | Path], max_seq_len: int) -> Dataset:
+def load_dataset(paths: list[str | Path], max_seq_len: int,
+                 splits: tuple[str, ...] = SPLITS) -> Dataset:
     """Combine `.npz` and `.ndjson` files (or directories of them) into one Dataset.
 
     The class of a sketch is its `.npz` file's stem or its ndjson `word`. Empty sketches and
-    sketches of more than `max_seq_len` points are dropped and counted.
+    sketches of more than `max_seq_len` points are dropped and counted. Only the sketches of
+    `splits` are kept (ndjson files are read line by line, so the others never take memory).
     """
     if max_seq_len < 1:
         raise ValueError(f"max_seq_len must be at least 1, not {max_seq_len}")
-    files = _expand_paths(paths)
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; the splits are {list(SPLITS)}")
+    files = expand_paths(paths)
     data = Dataset([], [], [], {s: [] for s in SPLITS}, [], {s: 0 for s in SPLITS})
     for file in files:
         for split, sketch, label in _labelled_sketches(file, data):
+            if split not in splits:
+                continue
             if len(sketch) == 0:
                 data.dropped_empty += 1
             elif len(sketch) > max_seq_len:
@@ -397,7 +436,8 @@ def load_dataset(paths: list[str | Path], max_seq_len: int) -> Dataset:
     return data
 
 
-def _expand_paths(paths: list[str | Path]) -> list[Path]:
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """The `.npz` and `.ndjson` files named, directories expanded (sorted), each once."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -426,10 +466,16 @@ def _labelled_sketches(file: Path, data: Dataset) -> Iterator[tuple[str, np.ndar
             for sketch in sketches:
                 yield split, sketch, file.stem
         return
-    drawings = read_ndjson(file)
-    data.skipped_lines += drawings.skipped
-    for sketch, key_id, word in zip(drawings.sketches, drawings.key_ids, drawings.words):
-        yield split_of(key_id), sketch, word
+    usable = 0
+    for record in iter_ndjson(file):
+        if record.sketch is None:
+            data.skipped_lines += 1
+            continue
+        usable += 1
+        yield split_of(record.key_id), record.sketch, record.word
+    if not usable:
+        raise DataFileError(f"{file} holds no usable Quick, Draw! drawing "
+                            f"({data.skipped_lines} malformed lines)")
 
 
 def scale_factor(sketches: list[np.ndarray]) -> float:
@@ -560,15 +606,32 @@ class Batcher:
         if step < 0:
             raise ValueError(f"step must be at least 0, not {step}")
         epoch, index = divmod(step, self.batches_per_epoch)
-        rng = np.random.default_rng([self.seed, 1, step])
-        chosen = []
-        for i in self.epoch_batches(epoch)[index]:
-            sketch = random_scale(self.sketches[i], self.random_scale_factor, rng)
-            if self.augment_stroke_prob > 0:
-                sketch = augment_strokes(sketch, self.augment_stroke_prob, rng)
-            chosen.append(sketch)
-        longest = max(len(s) for s in chosen)
-        return pad_batch(chosen, _bucketed_length(longest, self.max_seq_len, self.bucket_width))
+        chosen = [self.sketches[i] for i in self.epoch_batches(epoch)[index]]
+        return augmented_batch(chosen, np.random.default_rng([self.seed, 1, step]),
+                               self.random_scale_factor, self.augment_stroke_prob,
+                               self.max_seq_len, self.bucket_width)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Nothing to checkpoint: the batches depend only on the seed and the step."""
+        return {}
+
+    def restore(self, state: dict[str, np.ndarray], step: int) -> None:
+        """Nothing to restore (see state)."""
+
+
+def augmented_batch(sketches: list[np.ndarray], rng: np.random.Generator,
+                    random_scale_factor: float, augment_stroke_prob: float, max_seq_len: int,
+                    bucket_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's augmentation of each sketch (random scale, then point dropping), padded
+    to the batch's bucketed length: strokes (B, T+1, 5) float32, lengths (B,) int32."""
+    chosen = []
+    for sketch in sketches:
+        sketch = random_scale(sketch, random_scale_factor, rng)
+        if augment_stroke_prob > 0:
+            sketch = augment_strokes(sketch, augment_stroke_prob, rng)
+        chosen.append(sketch)
+    longest = max(len(s) for s in chosen)
+    return pad_batch(chosen, _bucketed_length(longest, max_seq_len, bucket_width))
 
 
 def eval_batches(sketches: list[np.ndarray], batch_size: int, max_seq_len: int,

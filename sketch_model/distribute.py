@@ -2,7 +2,8 @@
 variables mirrored over its replicas, and each global batch split between them.
 
 Every process (every worker, in multi-worker training) builds the same global batch, because
-`datasets.Batcher` depends only on the seed and the step; `shard_batch` hands each replica its
+`datasets.Batcher` and `stream.StreamBatcher` depend only on the seed, the step and the
+checkpointed state; `shard_batch` hands each replica its
 contiguous part. Keras sums the replicas' gradients, so `SketchRNN.compute_loss` must divide its
 batch-mean loss by the number of replicas in sync. Only the chief writes files.
 """

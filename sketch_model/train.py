@@ -32,6 +32,7 @@ from .distribute import build_replicated_model, is_chief, local_copy, make_strat
 from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
 from .model import SketchRNN, kl_weight_at, take_skipped_step
+from .stream import StreamBatcher, is_streamed, survey
 
 LOG_COLUMNS = ["step", "loss", "L_R", "L_KL", "lr", "kl_weight", "skipped",
                "valid_loss", "valid_L_R", "valid_L_KL", "seconds"]
@@ -81,11 +82,13 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def save_checkpoint(path: Path, model: SketchRNN, step: int) -> None:
-    """Model and optimizer variables plus the step, in one .npz (no pickles)."""
+def save_checkpoint(path: Path, model: SketchRNN, step: int,
+                    data_state: dict[str, np.ndarray] | None = None) -> None:
+    """Model and optimizer variables, the step and the batcher's state, in one .npz (no pickles)."""
     arrays = {f"model/{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
     arrays.update({f"optimizer/{i}": ops.convert_to_numpy(v)
                    for i, v in enumerate(model.optimizer.variables)})
+    arrays.update({f"data/{name}": value for name, value in (data_state or {}).items()})
     arrays["step"] = np.array(step)
 
     def write(tmp: Path) -> None:
@@ -95,19 +98,24 @@ def save_checkpoint(path: Path, model: SketchRNN, step: int) -> None:
     atomic_write(path, write)
 
 
-def load_checkpoint(path: Path, model: SketchRNN) -> int:
-    """Restore what save_checkpoint wrote into a freshly built model; returns the step."""
+def _read_checkpoint(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
+
+
+def load_checkpoint(path: Path, model: SketchRNN) -> int:
+    """Restore what save_checkpoint wrote into a freshly built model; returns the step."""
+    arrays = _read_checkpoint(path)
     model.optimizer.build(model.trainable_variables)
     expected = {f"model/{i}": tuple(v.shape) for i, v in enumerate(model.variables)}
     expected.update({f"optimizer/{i}": tuple(v.shape)
                      for i, v in enumerate(model.optimizer.variables)})
-    found = {key: arrays[key].shape for key in arrays if key != "step"}
+    found = {key: arrays[key].shape for key in arrays
+             if key != "step" and not key.startswith("data/")}
     if found != expected:
         raise TrainingError(f"the checkpoint {path} does not match this model's hparams "
                             "or was written by another version")
@@ -116,6 +124,12 @@ def load_checkpoint(path: Path, model: SketchRNN) -> int:
     for i, v in enumerate(model.optimizer.variables):
         v.assign(arrays[f"optimizer/{i}"])
     return int(arrays["step"])
+
+
+def load_data_state(path: Path) -> dict[str, np.ndarray]:
+    """The batcher's state that save_checkpoint stored (empty for data held in memory)."""
+    return {key.removeprefix("data/"): value for key, value in _read_checkpoint(path).items()
+            if key.startswith("data/")}
 
 
 def save_model(run_dir: Path, model: SketchRNN) -> None:
@@ -180,23 +194,38 @@ class _Logs:
 
 def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
                   say: Callable[[str], None]):
-    data = datasets.load_dataset(data_paths, hps.max_seq_len)
-    if not data.train or not data.valid:
-        raise TrainingError(f"the data has {len(data.train)} training and {len(data.valid)} "
-                            "validation sketches; both are needed")
+    """(batcher, normalised validation sketches, scale factor): ndjson data is streamed (see
+    stream.py), `.npz` data alone is held in memory."""
+    streamed = is_streamed(data_paths)
+    if streamed:
+        found = survey(data_paths, hps.max_seq_len)
+        factor, valid, info = found.scale_factor, found.valid, found.info()
+        described = f"streaming the training split of {len(found.files)} file(s)"
+    else:
+        data = datasets.load_dataset(data_paths, hps.max_seq_len)
+        if not data.train or not data.valid:
+            raise TrainingError(f"the data has {len(data.train)} training and {len(data.valid)} "
+                                "validation sketches; both are needed")
+        factor, valid = datasets.scale_factor(data.train), data.valid
+        info = {"sources": data.sources, "scale_factor": factor,
+                "sizes": {s: len(getattr(data, s)) for s in datasets.SPLITS},
+                "classes": data.classes, "dropped_too_long": data.dropped_too_long,
+                "dropped_empty": data.dropped_empty, "skipped_lines": data.skipped_lines}
+        described = f"{len(data.train)} train sketches from {len(data.sources)} file(s)"
     info_path = run_dir / "dataset.json"
     if resuming and info_path.exists():
         factor = float(json.loads(info_path.read_text())["scale_factor"])
     else:
-        factor = datasets.scale_factor(data.train)
-        write_json(info_path, {
-            "sources": data.sources, "scale_factor": factor,
-            "sizes": {s: len(getattr(data, s)) for s in datasets.SPLITS},
-            "classes": data.classes, "dropped_too_long": data.dropped_too_long,
-            "dropped_empty": data.dropped_empty, "skipped_lines": data.skipped_lines})
-    say(f"data: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test "
-        f"sketches from {len(data.sources)} file(s); scale factor {factor:.4f}")
-    return (datasets.normalize(data.train, factor), datasets.normalize(data.valid, factor), factor)
+        write_json(info_path, info)
+    settings = (hps.batch_size, hps.max_seq_len, hps.seed, hps.random_scale_factor,
+                hps.augment_stroke_prob, hps.bucket_width)
+    if streamed:
+        batcher = StreamBatcher(found, factor, *settings)
+        described += f" through a buffer of {batcher.capacity} sketches"
+    else:
+        batcher = datasets.Batcher(datasets.normalize(data.train, factor), *settings)
+    say(f"data: {described}, {len(valid)} validation sketches; scale factor {factor:.4f}")
+    return batcher, datasets.normalize(valid, factor), factor
 
 
 def _write_samples(run_dir: Path, model: SketchRNN, factor: float, step: int) -> None:
@@ -258,15 +287,14 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
 
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
                 status: dict, say: Callable[[str], None], strategy, stop: _StopFlag) -> None:
-    train_set, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
-    batcher = datasets.Batcher(train_set, hps.batch_size, hps.max_seq_len, hps.seed,
-                               hps.random_scale_factor, hps.augment_stroke_prob, hps.bucket_width)
+    batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
     model = build_replicated_model(hps, strategy)
     evaluator = None  # the model's weights outside the strategy, for validation and samples
     step = 0
     if resuming:
         with strategy.scope():
             step = load_checkpoint(run_dir / "checkpoint.npz", model)
+        batcher.restore(load_data_state(run_dir / "checkpoint.npz"), step)
         say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text())["valid_loss"] if best_path.exists() else math.inf
@@ -307,14 +335,14 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                         save_model(run_dir, evaluator)
                         write_json(best_path, {"step": step, "valid_loss": valid["loss"],
                                                "valid_L_R": valid["L_R"], "valid_L_KL": valid["L_KL"]})
-                    save_checkpoint(run_dir / "checkpoint.npz", model, step)
+                    save_checkpoint(run_dir / "checkpoint.npz", model, step, batcher.state())
                     write_json(run_dir / "status.json", status)
                     _write_samples(run_dir, evaluator, factor, step)
                     bar.write(f"step {step}: valid loss {valid['loss']:.4f} "
                               f"(L_R {valid['L_R']:.4f}, L_KL {valid['L_KL']:.4f}); best {best:.4f}")
             if stop.requested and step % hps.save_every != 0:
                 logs.flush()
-                save_checkpoint(run_dir / "checkpoint.npz", model, step)
+                save_checkpoint(run_dir / "checkpoint.npz", model, step, batcher.state())
                 if not (run_dir / "model.keras").exists():
                     save_model(run_dir, model)
     finally:
