@@ -152,10 +152,15 @@ def show_card(model: sketch_model.Sketcher) -> None:
         sources = ", ".join(Path(s).name for s in data.get("sources", [])) or "?"
         sizes = data.get("sizes") or {}
         classes = data.get("classes") or []
+        if data.get("streamed"):
+            counts = f"; streamed, {sizes.get('valid', '?')} validation sketches"
+        elif sizes:
+            counts = (f"; {' / '.join(str(sizes.get(k, '?')) for k in ('train', 'valid', 'test'))}"
+                      " train / valid / test sketches")
+        else:
+            counts = ""
         lines.append(f"**Data**: {sources}"
-                     + (f" ({len(classes)} classes)" if len(classes) > 1 else "")
-                     + (f"; {' / '.join(str(sizes.get(k, '?')) for k in ('train', 'valid', 'test'))}"
-                        " train / valid / test sketches" if sizes else ""))
+                     + (f" ({len(classes)} classes)" if len(classes) > 1 else "") + counts)
     lines.append(f"**Training**: {hps.num_steps:,} steps, batches of {hps.batch_size}")
     if card.get("best"):
         best = card["best"]

@@ -301,3 +301,18 @@ def test_two_sessions_keep_their_own_drawings_and_results():
     assert first["input"].shape != second["input"].shape or not (first["input"] == second["input"]).all()
     one.run()  # a rerun of the first session still shows its own results
     assert len(one.session_state["draw_results"]["drawings"]) == 2
+
+
+def test_the_card_of_a_streamed_run_says_so(app_dirs, tiny_models):
+    run = app_dirs["SKETCH_RUNS_DIR"] / "my-cats"
+    shutil.copytree(tiny_models / "tiny_vae", run)
+    info = json.loads((run / "dataset.json").read_text())
+    info.update(sources=["/data/cat.ndjson", "/data/pig.ndjson"], classes=["cat", "pig"],
+                streamed=True, sizes={"valid": 1234})
+    (run / "dataset.json").write_text(json.dumps(info))
+    try:
+        at = open_page("pages/3_Generate.py", "my-cats (your run)")
+        shown = texts(at.markdown) + texts(at.sidebar.markdown)
+        assert "cat.ndjson, pig.ndjson (2 classes); streamed, 1234 validation sketches" in shown
+    finally:
+        shutil.rmtree(run)
