@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import sys
 from pathlib import Path
 
 from .download import add_data_commands
-from .errors import SketchError
+from .errors import DISK_FULL, SketchError
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "sheep_vae"
 
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        if err.errno != errno.ENOSPC:
+        if err.errno not in DISK_FULL:
             raise
         print(f"error: the disk is full ({err}); what was written before is kept", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import errno
 import fcntl
 import http.client
 import os
@@ -28,7 +27,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from .errors import DataFileError
+from .errors import DISK_FULL, DataFileError
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset"
 FORMATS = {"npz": ("sketchrnn", ".npz"),  # format: (folder in the bucket, file extension)
@@ -125,7 +124,7 @@ def fetch(url: str, dest: Path) -> None:
         try:
             _transfer(url, handle, dest.name)
         except OSError as err:  # writing the .part failed
-            hint = "the disk is full" if err.errno == errno.ENOSPC else err.strerror or str(err)
+            hint = "the disk is full" if err.errno in DISK_FULL else err.strerror or str(err)
             raise DataFileError(f"cannot write {part}: {hint}; "
                                 "run the same command again to resume") from None
     os.replace(part, dest)

@@ -1,5 +1,9 @@
 """The library's error types: every failure a user can cause raises one of these."""
 
+import errno
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, or the user's disk quota used up
+
 
 class SketchError(Exception):
     """Base class for all errors the library raises on bad input."""

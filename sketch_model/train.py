@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import fcntl
 import json
 import math
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from . import datasets
 from .config import HParams
 from .distribute import build_replicated_model, is_chief, local_copy, make_strategy, shard_batch
-from .errors import SketchError, TrainingError
+from .errors import DISK_FULL, SketchError, TrainingError
 from .evaluate import evaluate_losses
 from .model import SketchRNN, kl_weight_at, take_skipped_step
 from .stream import StreamBatcher, is_streamed, survey
@@ -50,7 +49,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno == errno.ENOSPC:
+        if err.errno in DISK_FULL:
             raise TrainingError(f"the disk is full: could not write {path.name}; "
                                 f"the last good {path.name} is kept") from None
         raise

@@ -324,6 +324,13 @@ def test_a_full_disk_keeps_the_last_good_file(tmp_path):
     with pytest.raises(TrainingError, match="disk is full.*status.json.*kept"):
         train_module.atomic_write(target, _half_then_enospc)
     assert target.read_text() == '{"good": true}'
+
+    def over_quota(path: Path) -> None:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    with pytest.raises(TrainingError, match="disk is full.*status.json.*kept"):
+        train_module.atomic_write(target, over_quota)
+    assert target.read_text() == '{"good": true}'
     assert list(tmp_path.iterdir()) == [target], "the temporary file was left behind"
     with pytest.raises(TrainingError, match="disk is full"):
         train_module.atomic_write(tmp_path / "new.json", _enospc)
