@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import (CHUNK_BATCHES, OFFSET_LIMIT, augmented_batch, expand_paths, iter_ndjson,
-                       normalize, read_npz, split_of)
+from .datasets import (CHUNK_BATCHES, OFFSET_LIMIT, NdjsonRecord, augmented_batch, expand_paths,
+                       iter_ndjson, normalize, read_npz, split_of)
 from .errors import DataFileError, TrainingError
 
 SHUFFLE_BUFFER = 10_000  # training sketches held for shuffling
@@ -67,7 +67,7 @@ class _NdjsonSource:
                                 f"sketch at byte {key}); train into a new --out directory")
         return sketch
 
-    def _usable(self, record) -> np.ndarray | None:
+    def _usable(self, record: NdjsonRecord) -> np.ndarray | None:
         sketch = record.sketch
         if (sketch is None or split_of(record.key_id) != "train" or len(sketch) == 0
                 or len(sketch) > self.max_seq_len):
