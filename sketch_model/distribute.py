@@ -10,6 +10,7 @@ batch-mean loss by the number of replicas in sync. Only the chief writes files.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -111,6 +112,38 @@ def is_chief_task(task_type: str | None, task_id: int | None, jobs: list[str]) -
     return task_type == "worker" and task_id == 0 and "chief" not in jobs
 
 
+def sum_over_workers(strategy: tf.distribute.Strategy, values: list[float]) -> np.ndarray:
+    """`values` summed element-wise over the workers of a multi-worker strategy (one all-reduce,
+    which every worker must make at the same point); `values` themselves otherwise."""
+    local = np.asarray(values, dtype=np.float64)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return local
+    total = _all_reduce_sum(strategy)(tf.constant(local))
+    return total.numpy() / len(strategy.extended.worker_devices)  # each local replica added it
+
+
+@functools.cache
+def _all_reduce_sum(strategy: tf.distribute.Strategy):
+    """A compiled sum over all replicas of `strategy` (a collective run eagerly is slow)."""
+    @tf.function
+    def total(values: tf.Tensor) -> tf.Tensor:
+        per_replica = strategy.run(tf.identity, args=(values,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return total
+
+
+def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
+    """Refuse, on every worker alike, to train when the workers start from different steps:
+    a worker that could not read the chief's checkpoint (--out not on a filesystem that every
+    host sees) would otherwise train other weights and wait forever at the end."""
+    count, total, squares = sum_over_workers(strategy, [1.0, step, float(step) ** 2])
+    if count * squares != total * total:  # equal only when every worker's step is the same
+        raise TrainingError(
+            f"the {int(count)} workers start from different steps (this one from {step}): each "
+            "worker resumes from the checkpoint in its --out, so --out must be a directory that "
+            "every host sees (a shared filesystem), and all must name the same one")
+
+
 def build_replicated_model(hps: HParams, strategy: tf.distribute.Strategy) -> SketchRNN:
     """`build_model(hps)` with its variables (and its optimizer's) mirrored over `strategy`'s
     replicas. Restore a checkpoint into it inside `strategy.scope()` too."""
@@ -120,6 +153,9 @@ def build_replicated_model(hps: HParams, strategy: tf.distribute.Strategy) -> Sk
                             "replicas, which each train on an equal part of every batch")
     with strategy.scope():
         model = build_model(hps)
+        # Now, not when a checkpoint is loaded: in multi-worker training, creating variables
+        # is a collective, which every worker must make in the same order, resuming or not.
+        model.optimizer.build(model.trainable_variables)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _give_logs_a_replica_axis(model)
     return model

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from . import datasets
 from .config import HParams
-from .distribute import build_replicated_model, is_chief, local_copy, make_strategy, shard_batch
+from .distribute import (build_replicated_model, check_same_step, is_chief, local_copy,
+                         make_strategy, shard_batch, sum_over_workers)
 from .errors import DISK_FULL, SketchError, TrainingError
 from .evaluate import evaluate_losses
 from .model import SketchRNN, kl_weight_at, take_skipped_step
@@ -109,7 +110,8 @@ def _read_checkpoint(path: Path) -> dict[str, np.ndarray]:
 def load_checkpoint(path: Path, model: SketchRNN) -> int:
     """Restore what save_checkpoint wrote into a freshly built model; returns the step."""
     arrays = _read_checkpoint(path)
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # LossScaleOptimizer.build would add a second set of variables
+        model.optimizer.build(model.trainable_variables)
     expected = {f"model/{i}": tuple(v.shape) for i, v in enumerate(model.variables)}
     expected.update({f"optimizer/{i}": tuple(v.shape)
                      for i, v in enumerate(model.optimizer.variables)})
@@ -284,6 +286,12 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
     return run_dir
 
 
+def _any_worker_stops(strategy, stop: _StopFlag) -> bool:
+    """Whether this process or, in multi-worker training, any worker was asked to stop: all
+    stop at the same step, since a worker left alone would wait forever for its peers."""
+    return bool(sum_over_workers(strategy, [float(stop.requested)])[0] > 0)
+
+
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
                 status: dict, say: Callable[[str], None], strategy, stop: _StopFlag) -> None:
     batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
@@ -295,6 +303,7 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
             step = load_checkpoint(run_dir / "checkpoint.npz", model)
         batcher.restore(load_data_state(run_dir / "checkpoint.npz"), step)
         say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
+    check_same_step(strategy, step)
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text())["valid_loss"] if best_path.exists() else math.inf
     logs = _Logs(run_dir, step)
@@ -303,7 +312,8 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
     try:
         with tqdm(total=hps.num_steps, initial=step, unit="step", dynamic_ncols=True,
                   desc="train") as bar:
-            while step < hps.num_steps and not stop.requested:
+            stopping = False
+            while step < hps.num_steps and not (stopping := _any_worker_stops(strategy, stop)):
                 strokes, lengths = batcher.batch(step)
                 model.kl_weight.assign(kl_weight_at(hps, step))
                 lr = float(model.optimizer.learning_rate)
@@ -339,7 +349,7 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
                     _write_samples(run_dir, evaluator, factor, step)
                     bar.write(f"step {step}: valid loss {valid['loss']:.4f} "
                               f"(L_R {valid['L_R']:.4f}, L_KL {valid['L_KL']:.4f}); best {best:.4f}")
-            if stop.requested and step % hps.save_every != 0:
+            if stopping and step % hps.save_every != 0:
                 logs.flush()
                 save_checkpoint(run_dir / "checkpoint.npz", model, step, batcher.state())
                 if not (run_dir / "model.keras").exists():

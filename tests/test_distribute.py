@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -292,6 +294,75 @@ def test_two_workers_train_like_one_device(tmp_path):
     for report in reports:
         for mine, theirs in zip(report["logs"], reference["logs"]):
             assert abs(mine["loss"] - theirs["loss"]) < LOSS_TOLERANCE
+
+
+TINY_TRAIN = ["--set=dec_rnn_size=32", "--set=enc_rnn_size=16", "--set=z_size=8",
+              "--set=num_mixture=3", "--set=batch_size=8", "--set=save_every=2"]
+
+
+def start_cluster(outs: list[Path], steps: int) -> list[subprocess.Popen]:
+    """`python -m sketch_model train --distribute multiworker` on 2 workers on 127.0.0.1, worker
+    i writing into outs[i] (the same directory for both, as on a shared filesystem)."""
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = []
+    for i, out in enumerate(outs):
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "sketch_model", "train", str(SHEEP), "--out", str(out),
+             "--steps", str(steps), "--distribute", "multiworker", *TINY_TRAIN],
+            cwd=ROOT, env=script_env(TF_CONFIG=json.dumps(config)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return workers
+
+
+def finish(workers: list[subprocess.Popen]) -> list[str]:
+    """Each worker's output, once all have exited (killed after RUN_SECONDS)."""
+    try:
+        return [w.communicate(timeout=RUN_SECONDS)[0] for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+
+
+def logged_steps(run: Path) -> list[int]:
+    """The steps of the complete rows of the run's log.csv."""
+    if not (run / "log.csv").exists():
+        return []
+    with open(run / "log.csv") as f:
+        return [int(line.split(",")[0]) for line in f.readlines()[1:] if line.endswith("\n")]
+
+
+def test_the_train_command_on_two_workers_trains_resumes_and_stops_together(tmp_path):
+    run = tmp_path / "run"
+    errors = finish(start_cluster([run, run], 4))
+    assert errors and "finished at step 4" in errors[0], errors[0][-2000:]
+    errors = finish(start_cluster([run, run], 6))
+    assert f"resuming {run} from step 4 of 6" in errors[0] and "finished at step 6" in errors[0]
+    assert logged_steps(run) == [1, 2, 3, 4, 5, 6]  # only the chief wrote, each step once
+    # A stop sent to one worker (here not the chief) stops both at the same step, cleanly.
+    workers = start_cluster([run, run], 500)
+    while max(logged_steps(run), default=0) < 9:
+        assert all(w.poll() is None for w in workers), finish(workers)
+        time.sleep(0.5)
+    workers[1].send_signal(signal.SIGTERM)
+    errors = finish(workers)
+    assert [w.returncode for w in workers] == [0, 0], [e[-2000:] for e in errors]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped" and 9 <= status["step"] < 500
+    with np.load(run / "checkpoint.npz") as checkpoint:
+        assert int(checkpoint["step"]) == status["step"] == logged_steps(run)[-1]
+
+
+def test_workers_that_cannot_see_the_chiefs_checkpoint_are_refused(tmp_path):
+    """As when --out is not on a filesystem that every host sees: the chief resumes from its
+    checkpoint, the other worker finds none. Both stop with the reason, rather than train apart."""
+    run = tmp_path / "run"
+    assert finish(start_cluster([run, run], 2))
+    workers = start_cluster([run, tmp_path / "elsewhere"], 4)
+    errors = finish(workers)
+    assert [w.returncode for w in workers] == [2, 2]
+    for error in errors:
+        assert "start from different steps" in error and "shared filesystem" in error
 
 
 def main(args: list[str]) -> None:
