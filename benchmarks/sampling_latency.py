@@ -1,5 +1,6 @@
 """Interactive latency of the bundled VAE: load_model, complete (1 and 8 candidates) on a
-40-point real prefix, reconstruct (8) and interpolate (10 steps); median and 90th percentile.
+40-point real prefix, reconstruct (8), interpolate (10 steps) and encode_many (200 test
+sketches, the app's latent map); median and 90th percentile.
 
     python benchmarks/sampling_latency.py [--model assets/models/sheep_vae] [--repeats 20]
     python benchmarks/sampling_latency.py --quick      # 2 repeats, for CI
@@ -47,6 +48,7 @@ def main() -> None:
         ("complete n=8", timed(lambda i: model.complete(prefix, n=8, temperature=0.5, seed=i), repeats)),
         ("reconstruct n=8", timed(lambda i: model.reconstruct(whole, n=8, temperature=0.5, seed=i), repeats)),
         ("interpolate 10", timed(lambda i: model.interpolate(whole, other, steps=10, seed=i), repeats)),
+        ("encode_many 200", timed(lambda i: model.encode_many(test[:200]), repeats)),
     ]
     print(f"{'operation':>16} {'median ms':>10} {'p90 ms':>8}")
     for name, (median, p90) in rows:

@@ -3,7 +3,7 @@ decode, interpolate).
 
 Sampling is sequential, one point at a time, so it runs in numpy on the model's weights rather
 than through the Keras graph: a step costs a few small matrix products instead of a framework
-call. tests/test_sample.py checks that this path gives the same numbers as the Keras model.
+call. tests/test_model.py checks that this path gives the same numbers as the Keras model.
 All inputs and outputs are stroke-3 arrays in drawing units; the scale factor is inside.
 """
 
@@ -195,19 +195,33 @@ class Sketcher:
         if not self.conditional:
             raise SketchError(f"{what} needs a conditional (VAE) model; this one is unconditional")
 
-    def encode_many(self, sketches: list) -> np.ndarray:
-        """Latent means mu (n, z_size) of the drawings."""
+    def encode_many(self, sketches: list, chunk: int = 128) -> np.ndarray:
+        """Latent means mu (n, z_size) of the drawings, in their order. They are encoded
+        `chunk` at a time, sorted by length so that each batch needs little padding."""
         self._require_vae("encoding")
+        chunk = _count(chunk, "chunk")
         model_units = [self._to_model(s) for s in sketches]
-        zs = []
-        for s3 in model_units:  # one at a time: each runs exactly its own length
-            x = stroke3_to_stroke5(s3, len(s3))[None]
-            zero = self.enc_fw.zero_state(1)
-            _, fw = self.enc_fw.run(x, zero)
-            _, bw = self.enc_bw.run(x[:, ::-1], zero)
-            last_h = np.concatenate([fw[:, -1], bw[:, -1]], axis=-1)
-            zs.append((last_h @ self.to_mu[0] + self.to_mu[1])[0])
-        return np.stack(zs).astype(np.float32)
+        order = np.argsort([len(s) for s in model_units], kind="stable")
+        mu = np.zeros((len(model_units), self.hps.z_size), np.float32)
+        for start in range(0, len(order), chunk):
+            rows = order[start:start + chunk]
+            mu[rows] = self._encode_batch([model_units[i] for i in rows])
+        return mu
+
+    def _encode_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+        """mu of stroke-3 drawings (model units) padded to the longest: the backward LSTM reads
+        each drawing reversed within its own length, so in both directions the padding comes
+        after the drawing's steps and its final h is read at its own last step."""
+        lengths = np.array([len(s) for s in batch])
+        x = np.stack([stroke3_to_stroke5(s, lengths.max()) for s in batch])
+        steps = np.arange(x.shape[1])
+        backward = np.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+        zero = self.enc_fw.zero_state(len(batch))
+        _, fw = self.enc_fw.run(x, zero)
+        _, bw = self.enc_bw.run(np.take_along_axis(x, backward[..., None], axis=1), zero)
+        rows, last = np.arange(len(batch)), lengths - 1
+        last_h = np.concatenate([fw[rows, last], bw[rows, last]], axis=-1)
+        return last_h @ self.to_mu[0] + self.to_mu[1]
 
     def encode(self, sketch) -> np.ndarray:
         """The latent mean mu (z_size,) of one drawing."""
