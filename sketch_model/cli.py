@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model, or resume the run in --out")
-    p.add_argument("data", nargs="+", help=".npz or .ndjson files, or directories of them")
+    p.add_argument("data", nargs="+", help=".npz or .ndjson files, or directories of them "
+                                           "(ndjson files are streamed, never held whole)")
     p.add_argument("--out", required=True, help="run directory (created, or resumed if it holds a run)")
     p.add_argument("--steps", type=int, help="total training steps (hparam num_steps)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
