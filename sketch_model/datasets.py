@@ -302,9 +302,13 @@ def read_ndjson(path: str | Path, kind: str = "auto",
         result.key_ids.append(record.key_id)
         result.words.append(record.word)
     if not result.sketches:
-        raise DataFileError(
-            f"{path} holds no usable Quick, Draw! drawing ({result.skipped} malformed lines)")
+        raise no_usable_drawing(path, result.skipped)
     return result
+
+
+def no_usable_drawing(path: str | Path, malformed: int) -> DataFileError:
+    """The error for an ndjson file without a single usable drawing."""
+    return DataFileError(f"{path} holds no usable Quick, Draw! drawing ({malformed} malformed lines)")
 
 
 @dataclasses.dataclass
@@ -474,8 +478,7 @@ def _labelled_sketches(file: Path, data: Dataset) -> Iterator[tuple[str, np.ndar
         usable += 1
         yield split_of(record.key_id), record.sketch, record.word
     if not usable:
-        raise DataFileError(f"{file} holds no usable Quick, Draw! drawing "
-                            f"({data.skipped_lines} malformed lines)")
+        raise no_usable_drawing(file, data.skipped_lines)
 
 
 def scale_factor(sketches: list[np.ndarray]) -> float:

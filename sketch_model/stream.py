@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import (CHUNK_BATCHES, OFFSET_LIMIT, NdjsonRecord, augmented_batch, expand_paths,
-                       iter_ndjson, normalize, read_npz, split_of)
+                       iter_ndjson, no_usable_drawing, normalize, read_npz, split_of)
 from .errors import DataFileError, TrainingError
 
 SHUFFLE_BUFFER = 10_000  # training sketches held for shuffling
@@ -201,7 +201,7 @@ def survey(paths: list[str | Path], max_seq_len: int, scale_sample: int = SCALE_
             if n_train >= train_share and n_valid >= valid_share:
                 break
         if entry.kind == "auto":
-            raise DataFileError(f"{path} holds no usable Quick, Draw! drawing ({skipped} malformed lines)")
+            raise no_usable_drawing(path, skipped)
         entry.bytes_per_sketch = read_to / max(n_train, 1)
         found.append(entry)
     if not valid:

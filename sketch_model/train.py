@@ -98,10 +98,11 @@ def save_checkpoint(path: Path, model: SketchRNN, step: int,
     atomic_write(path, write)
 
 
-def _read_checkpoint(path: Path) -> dict[str, np.ndarray]:
+def _read_checkpoint(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
+    """The checkpoint's arrays whose names start with `prefix` (the others are not read)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files if key.startswith(prefix)}
     except (OSError, ValueError, EOFError) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
@@ -129,8 +130,8 @@ def load_checkpoint(path: Path, model: SketchRNN) -> int:
 
 def load_data_state(path: Path) -> dict[str, np.ndarray]:
     """The batcher's state that save_checkpoint stored (empty for data held in memory)."""
-    return {key.removeprefix("data/"): value for key, value in _read_checkpoint(path).items()
-            if key.startswith("data/")}
+    return {key.removeprefix("data/"): value
+            for key, value in _read_checkpoint(path, "data/").items()}
 
 
 def save_model(run_dir: Path, model: SketchRNN) -> None:
