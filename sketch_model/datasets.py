@@ -470,15 +470,16 @@ def _labelled_sketches(file: Path, data: Dataset) -> Iterator[tuple[str, np.ndar
             for sketch in sketches:
                 yield split, sketch, file.stem
         return
-    usable = 0
+    usable = malformed = 0
     for record in iter_ndjson(file):
         if record.sketch is None:
+            malformed += 1
             data.skipped_lines += 1
             continue
         usable += 1
         yield split_of(record.key_id), record.sketch, record.word
     if not usable:
-        raise no_usable_drawing(file, data.skipped_lines)
+        raise no_usable_drawing(file, malformed)
 
 
 def scale_factor(sketches: list[np.ndarray]) -> float:

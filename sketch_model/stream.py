@@ -179,11 +179,11 @@ def survey(paths: list[str | Path], max_seq_len: int, scale_sample: int = SCALE_
             classes.add(path.stem)
             found.append(_FileSurvey(path, "npz", train=usable["train"]))
             continue
-        entry, n_train, n_valid, read_to = _FileSurvey(path, "auto"), 0, 0, 0
+        entry, n_train, n_valid, read_to, malformed = _FileSurvey(path, "auto"), 0, 0, 0, 0
         for record in iter_ndjson(path):
             read_to = record.end
             if record.sketch is None:
-                skipped += 1
+                malformed += 1
                 continue
             entry.kind = record.kind
             if not 0 < len(record.sketch) <= max_seq_len:
@@ -201,7 +201,8 @@ def survey(paths: list[str | Path], max_seq_len: int, scale_sample: int = SCALE_
             if n_train >= train_share and n_valid >= valid_share:
                 break
         if entry.kind == "auto":
-            raise no_usable_drawing(path, skipped)
+            raise no_usable_drawing(path, malformed)
+        skipped += malformed
         entry.bytes_per_sketch = read_to / max(n_train, 1)
         found.append(entry)
     if not valid:

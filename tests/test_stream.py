@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sketch_model import datasets
-from sketch_model.errors import TrainingError
+from sketch_model.errors import DataFileError, TrainingError
 from sketch_model.stream import StreamBatcher, is_streamed, survey
 from tests.helpers import ROOT, SHEEP, tiny_hparams
 
@@ -206,3 +206,13 @@ def test_streaming_a_large_file_takes_bounded_memory(tmp_path):
     assert steps * 100 > 30_000  # served most of the training split (the buffer holds the rest)
     assert streamed < MEMORY_BOUND_MB
     assert streamed < in_memory / 2  # holding the file instead costs several times more
+
+
+def test_a_file_without_drawings_is_named_with_its_own_malformed_lines(tmp_path):
+    good = tmp_path / "good.ndjson"
+    good.write_text("not json\n" * 3 + (MINI / "cat.ndjson").read_text())
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text("{}\n[1, 2]\n")
+    for read in (lambda: survey([good, bad], 250), lambda: datasets.load_dataset([good, bad], 250)):
+        with pytest.raises(DataFileError, match=r"bad.ndjson holds no usable .* \(2 malformed lines\)"):
+            read()
