@@ -30,7 +30,7 @@ def evaluate_losses(model: SketchRNN, sketches: list[np.ndarray], hps: HParams,
             inputs["eps"] = rng.standard_normal((len(lengths), hps.z_size)).astype(np.float32)
         out = model.predict_on_batch(inputs)
         stroke_sum, pen_sum = reconstruction_sums(strokes[:, 1:], lengths, out["params"],
-                                                  hps.num_mixture, pen_through_end=False)
+                                                  hps.num_mixture, pen_over_padding=False)
         total_r += float(ops.sum(stroke_sum + pen_sum))
         if hps.conditional:
             kl = float(kl_loss(out["mu"], out["presig"]))

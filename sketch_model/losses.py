@@ -49,29 +49,30 @@ def pen_nll(pen_targets, pen_logits):
     return -ops.sum(pen_targets * ops.log_softmax(pen_logits, axis=-1), axis=-1)
 
 
-def reconstruction_sums(target, lengths, raw, num_mixture: int, pen_through_end: bool):
+def reconstruction_sums(target, lengths, raw, num_mixture: int, pen_over_padding: bool):
     """Per-sketch sums of L_s and L_p over their counted steps.
 
     target: (B, T, 5) stroke-5 targets; lengths: (B,) points per sketch (the first
     end-of-sketch step is at index `length`). L_s counts the steps before the end. L_p counts
-    the same steps, and also the end-of-sketch step when pen_through_end (training).
-    Returns (stroke_sum, pen_sum), each (B,).
+    every one of the T steps when pen_over_padding (training: the paper's L_p runs over all
+    N_max steps, the padding after the end included), otherwise only the steps L_s counts
+    (evaluation, as the reference masks it). Returns (stroke_sum, pen_sum), each (B,).
     """
     parts = split_params(raw, num_mixture)
     steps = ops.arange(ops.shape(target)[1])[None, :]
-    lengths = ops.cast(lengths, "int32")[:, None]
-    stroke_mask = ops.cast(steps < lengths, raw.dtype)
-    pen_mask = ops.cast(steps <= lengths, raw.dtype) if pen_through_end else stroke_mask
+    stroke_mask = ops.cast(steps < ops.cast(lengths, "int32")[:, None], raw.dtype)
     l_s = mixture_nll(target[..., 0], target[..., 1], parts) * stroke_mask
-    l_p = pen_nll(target[..., 2:], parts["pen_logits"]) * pen_mask
+    l_p = pen_nll(target[..., 2:], parts["pen_logits"])
+    if not pen_over_padding:
+        l_p = l_p * stroke_mask
     return ops.sum(l_s, axis=1), ops.sum(l_p, axis=1)
 
 
 def reconstruction_loss(target, lengths, raw, num_mixture: int, n_max: int,
-                        pen_through_end: bool = True):
+                        pen_over_padding: bool = True):
     """L_R = (L_s + L_p) summed over counted steps and divided by B * N_max, so a step weighs
     the same whether the batch is padded to its own length or to N_max."""
-    stroke_sum, pen_sum = reconstruction_sums(target, lengths, raw, num_mixture, pen_through_end)
+    stroke_sum, pen_sum = reconstruction_sums(target, lengths, raw, num_mixture, pen_over_padding)
     batch = ops.cast(ops.shape(target)[0], raw.dtype)
     return ops.sum(stroke_sum + pen_sum) / (batch * n_max)
 

@@ -128,7 +128,7 @@ class SketchRNN(keras.Model):
         """Total loss L_R + w_KL * max(KL, kl_tolerance), as the reference trains."""
         l_r = reconstruction_loss(x["strokes"][:, 1:], x["lengths"], y_pred["params"],
                                   self.hps.num_mixture, self.hps.max_seq_len,
-                                  pen_through_end=True)
+                                  pen_over_padding=True)
         if self.hps.conditional:
             l_kl = ops.maximum(kl_loss(y_pred["mu"], y_pred["presig"]), self.hps.kl_tolerance)
         else:

@@ -67,18 +67,23 @@ def test_reconstruction_loss_masks_and_normalises_by_n_max():
     lengths = np.array([4, 2])
     for b, n in enumerate(lengths):
         target[b, n:] = [0, 0, 0, 0, 1]
-    total = 0.0
+    stroke, pen_before_end, pen_padding = 0.0, 0.0, 0.0
     for b, n in enumerate(lengths):
         for t in range(6):
             p = [raw[b, t, 3 + k * m:3 + (k + 1) * m].astype(np.float64) for k in range(6)]
             logits = raw[b, t, :3].astype(np.float64)
-            log_probs = logits - np.log(np.exp(logits).sum())
+            pen = -float((logits - np.log(np.exp(logits).sum())) @ target[b, t, 2:])
             if t < n:
-                total += naive_mixture_nll(target[b, t, 0], target[b, t, 1], *p)
-            if t <= n:  # training counts the pen term through the end-of-sketch step
-                total -= float(log_probs @ target[b, t, 2:])
-    got = float(reconstruction_loss(target, lengths, raw, m, n_max, pen_through_end=True))
-    assert got == pytest.approx(total / (2 * n_max), rel=1e-4)
+                stroke += naive_mixture_nll(target[b, t, 0], target[b, t, 1], *p)
+                pen_before_end += pen
+            else:
+                pen_padding += pen
+    # training: the paper's L_p over every step, the end-of-sketch padding included
+    got = float(reconstruction_loss(target, lengths, raw, m, n_max, pen_over_padding=True))
+    assert got == pytest.approx((stroke + pen_before_end + pen_padding) / (2 * n_max), rel=1e-4)
+    # evaluation: the reference masks L_p like L_s
+    got = float(reconstruction_loss(target, lengths, raw, m, n_max, pen_over_padding=False))
+    assert got == pytest.approx((stroke + pen_before_end) / (2 * n_max), rel=1e-4)
 
 
 def test_extreme_inputs_give_finite_losses():

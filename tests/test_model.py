@@ -56,21 +56,25 @@ def test_reverse_within_length_keeps_padding():
 
 @pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
 def test_bucketed_batch_loss_equals_padded_to_n_max(cell):
-    """The same sketches padded to their own longest or to N_max give the same L_R when the
-    pen term counts up to each sketch's end-of-sketch step (and at evaluation)."""
+    """The same sketches padded to their own longest or to N_max give the same evaluation L_R,
+    and in training the N_max batch adds only the pen term of its extra end-of-sketch steps."""
     hps = tiny_hparams(dec_model=cell, max_seq_len=250)
     model = SketchRNN(hps)
     sketches = sheep(n=6)
     eps = np.random.default_rng(0).standard_normal((6, hps.z_size)).astype(np.float32)
     longest = max(len(s) for s in sketches)
-    for through_end in (True, False):
-        losses = []
-        for steps in (longest + 1, hps.max_seq_len):
-            strokes, lengths = pad_batch(sketches, steps)
-            out = model({"strokes": strokes, "lengths": lengths, "eps": eps})
+    evaluation, training, params = [], [], []
+    for steps in (longest + 1, hps.max_seq_len):
+        strokes, lengths = pad_batch(sketches, steps)
+        out = model({"strokes": strokes, "lengths": lengths, "eps": eps})
+        for losses, over_padding in ((evaluation, False), (training, True)):
             losses.append(float(reconstruction_loss(strokes[:, 1:], lengths, out["params"],
-                                                    hps.num_mixture, hps.max_seq_len, through_end)))
-        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+                                                    hps.num_mixture, hps.max_seq_len, over_padding)))
+        params.append(ops.convert_to_numpy(out["params"]).astype(np.float64))
+    assert evaluation[0] == pytest.approx(evaluation[1], rel=1e-5)
+    logits = params[1][:, longest + 1:, :3]  # steps only the N_max batch has; their target is p3
+    extra = -(logits[..., 2] - np.log(np.exp(logits).sum(axis=-1))).sum() / (6 * hps.max_seq_len)
+    assert training[1] - training[0] == pytest.approx(extra, rel=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
