@@ -44,7 +44,7 @@ with latent:
     else:
         count = st.slider("Test sketches to encode", 2, min(1000, len(data.test)),
                           min(200, len(data.test)), key="latent_count",
-                          help="The bundled model encodes about 200 sketches a second on a 2-core CPU.")
+                          help="The bundled model encodes about 300 sketches a second on a 2-core CPU.")
         key = (str(model.path), name, count)
         if st.button("Encode and project", type="primary", key="latent_encode"):
             with st.spinner(f"Encoding {count} sketches…"):
