@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -337,8 +337,26 @@ def to_plotly(
     return figure
 
 
-def _grid_shape(drawings: Sequence, columns: int, labels: Sequence[str] | None) -> tuple[int, int]:
-    """(columns, rows) actually used; checks the arguments."""
+class _Grid(NamedTuple):
+    """Where each drawing of a grid goes: `columns` x `rows` cells, each with a label band."""
+
+    columns: int
+    rows: int
+    cell: int
+    band: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.columns * self.cell, self.rows * (self.cell + self.band)
+
+    def corner(self, index: int) -> tuple[int, int]:
+        """(left, top) of drawing `index`'s cell."""
+        return (index % self.columns) * self.cell, (index // self.columns) * (self.cell + self.band)
+
+
+def _grid(drawings: Sequence, columns: int, cell: int, labels: Sequence[str] | None) -> _Grid:
+    """The grid for `drawings`; checks the arguments."""
+    cell = _check_size(cell)
     if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
         raise ValueError(f"columns must be a positive integer, not {columns!r}")
     if len(drawings) == 0:
@@ -346,11 +364,8 @@ def _grid_shape(drawings: Sequence, columns: int, labels: Sequence[str] | None) 
     if labels is not None and len(labels) != len(drawings):
         raise ValueError(f"{len(labels)} labels for {len(drawings)} drawings")
     used = min(int(columns), len(drawings))
-    return used, math.ceil(len(drawings) / used)
-
-
-def _label_height(cell: int, labels: Sequence[str] | None) -> int:
-    return 0 if labels is None else max(10, round(cell * _LABEL_FRACTION))
+    band = 0 if labels is None else max(10, round(cell * _LABEL_FRACTION))
+    return _Grid(used, math.ceil(len(drawings) / used), cell, band)
 
 
 def grid_svg(
@@ -371,24 +386,22 @@ def grid_svg(
     `highlight_rows` applies to every drawing. With `labels`, each cell gets a band of small
     text below it.
     """
-    cell = _check_size(cell)
+    grid = _grid(drawings, columns, cell, labels)
     style = _Style(margin, stroke_width, color, highlight_rows, highlight_color, background)
-    used_columns, rows = _grid_shape(drawings, columns, labels)
-    band = _label_height(cell, labels)
     body = []
     for i, strokes in enumerate(drawings):
-        left, top = (i % used_columns) * cell, (i // used_columns) * (cell + band)
-        body += [_svg_polyline(p, c) for p, c in _segments(strokes, None, cell, style, (left, top))]
+        segments = _segments(strokes, None, grid.cell, style, grid.corner(i))
+        body += [_svg_polyline(p, c) for p, c in segments]
     if labels is not None:
-        body += [_svg_label(text, i, used_columns, cell, band, color) for i, text in enumerate(labels)]
-    return _svg_document(used_columns * cell, rows * (cell + band), style, body)
+        body += [_svg_label(text, grid, i, color) for i, text in enumerate(labels)]
+    return _svg_document(*grid.size, style, body)
 
 
-def _svg_label(text: str, index: int, columns: int, cell: int, band: int, color: str) -> str:
-    x = (index % columns + 0.5) * cell
-    y = (index // columns) * (cell + band) + cell + band * 0.75
+def _svg_label(text: str, grid: _Grid, index: int, color: str) -> str:
+    left, top = grid.corner(index)
+    x, y = left + 0.5 * grid.cell, top + grid.cell + grid.band * 0.75
     return (
-        f'<text x="{x:.2f}" y="{y:.2f}" font-size="{band * 0.7:.1f}" font-family="sans-serif" '
+        f'<text x="{x:.2f}" y="{y:.2f}" font-size="{grid.band * 0.7:.1f}" font-family="sans-serif" '
         f'text-anchor="middle" fill={quoteattr(color)}>{escape(str(text))}</text>'
     )
 
@@ -407,21 +420,18 @@ def grid_png(
     background: str = "white",
 ) -> bytes:
     """Several drawings as one PNG, laid out as `grid_svg` lays them out."""
-    cell = _check_size(cell)
+    grid = _grid(drawings, columns, cell, labels)
     style = _Style(margin, stroke_width, color, highlight_rows, highlight_color, background)
-    used_columns, rows = _grid_shape(drawings, columns, labels)
-    band = _label_height(cell, labels)
-    sheet = Image.new("RGB", (used_columns * cell, rows * (cell + band)), ImageColor.getrgb(background))
+    sheet = Image.new("RGB", grid.size, ImageColor.getrgb(background))
     for i, strokes in enumerate(drawings):
-        left, top = (i % used_columns) * cell, (i // used_columns) * (cell + band)
-        sheet.paste(_png_cell(strokes, cell, None, style), (left, top))
+        sheet.paste(_png_cell(strokes, grid.cell, None, style), grid.corner(i))
     if labels is not None:
         draw = ImageDraw.Draw(sheet)
-        font = ImageFont.load_default(size=band * 0.7)
+        font = ImageFont.load_default(size=grid.band * 0.7)
         for i, text in enumerate(labels):
-            x = (i % used_columns + 0.5) * cell
-            y = (i // used_columns) * (cell + band) + cell + band / 2
-            draw.text((x, y), str(text), fill=color, font=font, anchor="mm")
+            left, top = grid.corner(i)
+            center = (left + 0.5 * grid.cell, top + grid.cell + grid.band / 2)
+            draw.text(center, str(text), fill=color, font=font, anchor="mm")
     return _png_bytes(sheet)
 
 

@@ -23,16 +23,26 @@ _SAFE_LOW, _SAFE_HIGH = 2.0**-500, 2.0**500  # rdp rescales points beyond these 
 
 def as_stroke3(strokes: np.ndarray | list) -> np.ndarray:
     """Validate and return a float32 copy of a stroke-3 array; raises DrawingError."""
-    arr = _as_float32(strokes, "a stroke-3 drawing must be numeric rows [dx, dy, pen]")
+    return _checked_rows(strokes, 3).copy()
+
+
+_COLUMNS = {3: "[dx, dy, pen]", 5: "[dx, dy, p1, p2, p3]"}
+
+
+def _checked_rows(data: object, width: int) -> np.ndarray:
+    """`data` as float32 stroke-3 or stroke-5 rows (width 3 or 5), finite, with pens 0 or 1."""
+    kind = f"stroke-{width}"
+    arr = _as_float32(data, f"a {kind} drawing must be numeric rows {_COLUMNS[width]}")
     if arr.size == 0:
-        return np.zeros((0, 3), dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise DrawingError(f"a stroke-3 drawing has shape (n, 3), not {arr.shape}")
+        return np.zeros((0, width), dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise DrawingError(f"a {kind} drawing has shape (n, {width}), not {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise DrawingError("the drawing holds NaN or infinite values")
-    if not np.all((arr[:, 2] == 0) | (arr[:, 2] == 1)):
-        raise DrawingError("the pen column of a stroke-3 drawing must be 0 or 1")
-    return arr.copy()
+    if not np.all((arr[:, 2:] == 0) | (arr[:, 2:] == 1)):
+        pens = "pen column" if width == 3 else "pen columns"
+        raise DrawingError(f"the {pens} of a {kind} drawing must be 0 or 1")
+    return arr
 
 
 def _as_float32(data: object, what: str) -> np.ndarray:
@@ -87,15 +97,9 @@ def stroke5_to_stroke3(strokes: np.ndarray) -> np.ndarray:
 
     Raises DrawingError unless the rows are finite [dx, dy, p1, p2, p3] with pens 0 or 1.
     """
-    s5 = _as_float32(strokes, "a stroke-5 drawing must be numeric rows [dx, dy, p1, p2, p3]")
+    s5 = _checked_rows(strokes, 5)
     if s5.size == 0:
         return np.zeros((0, 3), dtype=np.float32)
-    if s5.ndim != 2 or s5.shape[1] != 5:
-        raise DrawingError(f"a stroke-5 drawing has shape (n, 5), not {s5.shape}")
-    if not np.all(np.isfinite(s5)):
-        raise DrawingError("the drawing holds NaN or infinite values")
-    if not np.all((s5[:, 2:] == 0) | (s5[:, 2:] == 1)):
-        raise DrawingError("the pen columns of a stroke-5 drawing must be 0 or 1")
     ends = np.flatnonzero(s5[:, 4] > 0)
     n = int(ends[0]) if len(ends) else len(s5)
     result = np.zeros((n, 3), dtype=np.float32)
