@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class HParams:
     output_dropout_prob: float = 0.90  # keep probability
     random_scale_factor: float = 0.15
     augment_stroke_prob: float = 0.10
+    # Not in the paper: uniform noise of this width (data units) added to each training offset.
+    # 1.0 dequantises integer data; 0.0 trains on the data as it is, as the paper does.
+    dequantize: float = 0.0
     conditional: bool = True
     hyper_num_units: int = 256
     hyper_embedding_size: int = 32
@@ -58,6 +62,8 @@ class HParams:
                      "bucket_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0.0 <= self.dequantize < math.inf:
+            raise ValueError(f"dequantize is a noise width in data units, 0 or more, not {self.dequantize}")
         for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a keep probability in (0, 1], not {getattr(self, name)}")

@@ -515,6 +515,17 @@ def random_scale(sketch: np.ndarray, factor: float, rng: np.random.Generator) ->
     return result
 
 
+def dequantize(sketch: np.ndarray, width: float, rng: np.random.Generator) -> np.ndarray:
+    """Add uniform noise in [-width/2, width/2) to each offset; pens are unchanged.
+
+    On integer data, the mixture can otherwise buy unbounded density with a component of
+    vanishing sigma on a value that recurs exactly, such as dx = 0 (every vertical move).
+    """
+    result = np.array(sketch, copy=True)
+    result[:, 0:2] += (rng.random((len(result), 2)) - 0.5) * width
+    return result
+
+
 def augment_strokes(sketch: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
     """The reference's point dropping, drawing one uniform per point as it does.
 
@@ -575,7 +586,8 @@ class Batcher:
     """
 
     def __init__(self, sketches: list[np.ndarray], batch_size: int, max_seq_len: int, seed: int,
-                 random_scale_factor: float, augment_stroke_prob: float, bucket_width: int = 10) -> None:
+                 random_scale_factor: float, augment_stroke_prob: float, bucket_width: int = 10,
+                 dequantize_width: float = 0.0) -> None:
         if batch_size < 1 or max_seq_len < 1 or seed < 0:
             raise ValueError("batch_size and max_seq_len must be at least 1 and seed at least 0")
         if len(sketches) < batch_size:
@@ -589,6 +601,7 @@ class Batcher:
         self.random_scale_factor = random_scale_factor
         self.augment_stroke_prob = augment_stroke_prob
         self.bucket_width = bucket_width
+        self.dequantize_width = dequantize_width
         self.batches_per_epoch = len(self.sketches) // batch_size
         self._plan: tuple[int, np.ndarray] | None = None
 
@@ -613,7 +626,7 @@ class Batcher:
         chosen = [self.sketches[i] for i in self.epoch_batches(epoch)[index]]
         return augmented_batch(chosen, np.random.default_rng([self.seed, 1, step]),
                                self.random_scale_factor, self.augment_stroke_prob,
-                               self.max_seq_len, self.bucket_width)
+                               self.max_seq_len, self.bucket_width, self.dequantize_width)
 
     def state(self) -> dict[str, np.ndarray]:
         """Nothing to checkpoint: the batches depend only on the seed and the step."""
@@ -625,11 +638,14 @@ class Batcher:
 
 def augmented_batch(sketches: list[np.ndarray], rng: np.random.Generator,
                     random_scale_factor: float, augment_stroke_prob: float, max_seq_len: int,
-                    bucket_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's augmentation of each sketch (random scale, then point dropping), padded
-    to the batch's bucketed length: strokes (B, T+1, 5) float32, lengths (B,) int32."""
+                    bucket_width: int, dequantize_width: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's augmentation of each sketch (random scale, then point dropping), after
+    noise of `dequantize_width` (model units) if it is positive, padded to the batch's bucketed
+    length: strokes (B, T+1, 5) float32, lengths (B,) int32."""
     chosen = []
     for sketch in sketches:
+        if dequantize_width > 0:
+            sketch = dequantize(sketch, dequantize_width, rng)
         sketch = random_scale(sketch, random_scale_factor, rng)
         if augment_stroke_prob > 0:
             sketch = augment_strokes(sketch, augment_stroke_prob, rng)

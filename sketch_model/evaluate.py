@@ -63,19 +63,40 @@ def stroke_count(sketch: np.ndarray) -> int:
     return int(pen.sum() + (len(pen) > 0 and pen[-1] == 0))
 
 
+STALL_FRACTION = 0.125  # a stalled drawing's last moves are shorter than this share of a typical move
+STALL_TAIL = 50
+
+
+def is_stalled(drawing: np.ndarray, max_len: int, typical_move: float) -> bool:
+    """Whether a sample ran to `max_len` points without ending while crawling: the median
+    length of its last STALL_TAIL moves is under STALL_FRACTION of `typical_move`."""
+    if len(drawing) < max_len:
+        return False
+    tail = np.asarray(drawing, np.float64)[-STALL_TAIL:, 0:2]
+    return bool(np.median(np.hypot(tail[:, 0], tail[:, 1])) < STALL_FRACTION * typical_move)
+
+
 def quality_report(sketcher, test: list[np.ndarray], seed: int = 0) -> dict:
     """Sampling quality of a loaded model on test drawings (drawing units):
     ending rate (100 samples at temperature 0.3 that reach end-of-sketch within max_seq_len
     steps), reconstruction retrieval top-1 (VAE only: 100 test drawings reconstructed at
     temperature 0.01, each matched to the nearest of the 100 by Chamfer distance), and median
-    strokes and points of 200 samples at temperature 0.5 as ratios to the test set's."""
+    strokes and points of 200 samples at temperature 0.5 as ratios to the test set's.
+
+    Two diagnostics of why a drawing does not end: `stalled_rate`, the share of the ending-rate
+    samples that are stalled (see is_stalled; the typical move is the test set's median), and for
+    a VAE `reconstruction_ending_rate`, the share of the retrieval reconstructions that end."""
     max_len = sketcher.hps.max_seq_len
+    moves = np.concatenate([np.asarray(s, np.float64)[:, 0:2] for s in test])
+    typical_move = float(np.median(np.hypot(moves[:, 0], moves[:, 1])))
     report: dict = {}
     ending = sketcher.generate(n=100, temperature=0.3, seed=seed)
     report["ending_rate"] = float(np.mean([len(d) < max_len for d in ending]))
+    report["stalled_rate"] = float(np.mean([is_stalled(d, max_len, typical_move) for d in ending]))
     if sketcher.conditional:
         inputs = test[:100]
         recon = sketcher.decode_many(sketcher.encode_many(inputs), temperature=0.01, seed=seed)
+        report["reconstruction_ending_rate"] = float(np.mean([len(r) < max_len for r in recon]))
         targets = [normalised_points(s) for s in inputs]
         hits = 0
         for i, r in enumerate(recon):

@@ -224,7 +224,8 @@ class StreamBatcher:
 
     def __init__(self, found: Survey, factor: float, batch_size: int, max_seq_len: int,
                  seed: int, random_scale_factor: float, augment_stroke_prob: float,
-                 bucket_width: int = 10, buffer_size: int = SHUFFLE_BUFFER) -> None:
+                 bucket_width: int = 10, dequantize_width: float = 0.0,
+                 buffer_size: int = SHUFFLE_BUFFER) -> None:
         if batch_size < 1 or max_seq_len < 1 or seed < 0 or buffer_size < 1:
             raise ValueError("batch_size, max_seq_len and buffer_size must be at least 1 and "
                              "seed at least 0")
@@ -234,7 +235,7 @@ class StreamBatcher:
             for f in found.files]
         self.batch_size, self.max_seq_len, self.seed = batch_size, max_seq_len, seed
         self.random_scale_factor, self.augment_stroke_prob = random_scale_factor, augment_stroke_prob
-        self.bucket_width = bucket_width
+        self.bucket_width, self.dequantize_width = bucket_width, dequantize_width
         self.capacity = max(buffer_size, CHUNK_BATCHES * batch_size)
         self.buffer: list[tuple[int, int, np.ndarray]] = []  # (source, key, sketch)
         self.pending: list[list[tuple[int, int, np.ndarray]]] = []  # the chunk's batches to come
@@ -253,7 +254,7 @@ class StreamBatcher:
         self.next_step += 1
         return augmented_batch(chosen, np.random.default_rng([self.seed, 1, step]),
                                self.random_scale_factor, self.augment_stroke_prob,
-                               self.max_seq_len, self.bucket_width)
+                               self.max_seq_len, self.bucket_width, self.dequantize_width)
 
     def _draw_chunk(self, rng: np.random.Generator) -> list[list[tuple[int, int, np.ndarray]]]:
         self._fill(rng)

@@ -220,7 +220,7 @@ def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: 
     else:
         write_json(info_path, info)
     settings = (hps.batch_size, hps.max_seq_len, hps.seed, hps.random_scale_factor,
-                hps.augment_stroke_prob, hps.bucket_width)
+                hps.augment_stroke_prob, hps.bucket_width, hps.dequantize / factor)
     if streamed:
         batcher = StreamBatcher(found, factor, *settings)
         described += f" through a buffer of {batcher.capacity} sketches"

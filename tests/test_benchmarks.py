@@ -34,3 +34,4 @@ def test_model_quality_on_the_bundled_unconditional_model():
               "assets/data/aaron_sheep.npz", "--json")
     report = __import__("json").loads(out.strip().splitlines()[-1])
     assert report["n"] == 300 and 0 <= report["ending_rate"] <= 1
+    assert 0 <= report["stalled_rate"] <= 1 - report["ending_rate"]  # stalled ones never end

@@ -360,6 +360,20 @@ def test_random_scale_stretches_axes_within_range():
     assert 0.85 <= x_scale <= 1.15 and 0.85 <= y_scale <= 1.15 and x_scale != y_scale
 
 
+
+def test_dequantize_adds_uniform_noise_of_the_given_width_to_offsets_only():
+    drawing = sketch(20_000)
+    result = datasets.dequantize(drawing, 0.4, np.random.default_rng(3))
+    noise = result[:, 0:2] - drawing[:, 0:2]
+    np.testing.assert_array_equal(result[:, 2], drawing[:, 2])
+    assert noise.min() >= -0.2 - 1e-6 and noise.max() < 0.2 + 1e-6
+    # Uniform on [-0.2, 0.2): standard deviation 0.4 / sqrt(12), mean 0 (40,000 draws).
+    assert abs(noise.std() - 0.4 / np.sqrt(12)) < 0.002 and abs(noise.mean()) < 0.002
+    # The integer grid is gone: no offset keeps its exact value, zeros included.
+    zeros = drawing[:, 0:2] == 0
+    assert zeros.sum() > 500 and not np.any(result[:, 0:2][zeros] == 0)
+
+
 # --- batches ----------------------------------------------------------------------------------
 
 def make_batcher(sketches, seed=0, max_seq_len=250, **changes):
@@ -418,6 +432,20 @@ def test_batch_length_never_exceeds_max_seq_len(sheep_train):
     full = make_batcher(sheep_train, augment_stroke_prob=0.0)
     has_longest = [k for k in range(74) if 250 in full.batch(k)[1]]
     assert has_longest and all(full.batch(k)[0].shape[1] == 251 for k in has_longest)
+
+
+def test_batcher_dequantizes_training_offsets_when_asked(sheep_train):
+    plain = make_batcher(sheep_train, random_scale_factor=0.0, augment_stroke_prob=0.0)
+    noisy = make_batcher(sheep_train, random_scale_factor=0.0, augment_stroke_prob=0.0,
+                         dequantize_width=0.05)
+    (a, a_len), (b, b_len) = plain.batch(3), noisy.batch(3)
+    np.testing.assert_array_equal(a_len, b_len)
+    np.testing.assert_array_equal(a[..., 2:], b[..., 2:])
+    drawn = np.arange(a.shape[1])[None, :] <= a_len[:, None]  # start token .. last point
+    drawn[:, 0] = False
+    diff = (b - a)[..., 0:2][drawn]
+    assert np.all(np.abs(diff) <= 0.025 + 1e-6) and np.all(diff != 0)
+    np.testing.assert_array_equal(b[..., 0:2][~drawn], a[..., 0:2][~drawn])
 
 
 def test_batcher_rejects_bad_input(sheep_train):

@@ -216,3 +216,15 @@ def test_a_file_without_drawings_is_named_with_its_own_malformed_lines(tmp_path)
     for read in (lambda: survey([good, bad], 250), lambda: datasets.load_dataset([good, bad], 250)):
         with pytest.raises(DataFileError, match=r"bad.ndjson holds no usable .* \(2 malformed lines\)"):
             read()
+
+
+def test_streamed_batches_are_dequantized_when_asked(tmp_path):
+    found = survey([write_ndjson(tmp_path / "blob.ndjson", 300, "blob")], 250)
+    make = lambda width: StreamBatcher(found, found.scale_factor, 10, 250, 0, 0.0, 0.0,
+                                       dequantize_width=width, buffer_size=50)
+    (a, a_len), (b, b_len) = make(0.0).batch(0), make(0.05).batch(0)
+    np.testing.assert_array_equal(a_len, b_len)
+    np.testing.assert_array_equal(a[..., 2:], b[..., 2:])
+    drawn = (np.arange(a.shape[1])[None, :] <= a_len[:, None]) & (np.arange(a.shape[1]) > 0)
+    diff = (b - a)[..., 0:2][drawn]
+    assert np.all(np.abs(diff) <= 0.025 + 1e-6) and np.all(diff != 0)

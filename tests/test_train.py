@@ -15,7 +15,8 @@ from keras import ops
 import sketch_model
 from sketch_model.datasets import pad_batch
 from sketch_model.model import build_model
-from sketch_model.train import load_checkpoint, save_checkpoint, save_model
+from sketch_model.config import HParams
+from sketch_model.train import _prepare_data, load_checkpoint, save_checkpoint, save_model
 from tests.helpers import ROOT, SHEEP, sheep, tiny_hparams
 
 TINY_ARGS = ["--set", "dec_rnn_size=32", "--set", "enc_rnn_size=16", "--set", "z_size=8",
@@ -131,3 +132,12 @@ def test_eval_and_sample_commands(tmp_path):
     assert len(json.loads(drawings.read_text())) == 3
     bad = cli("train", str(SHEEP), "--out", str(tmp_path / "x"), "--set", "dec_model=gru")
     assert bad.returncode == 2 and "dec_model must be lstm, layer_norm or hyper" in bad.stderr
+
+
+def test_dequantize_reaches_the_batcher_in_model_units_and_is_never_negative(tmp_path):
+    hps = tiny_hparams(dequantize=1.0)
+    batcher, _, factor = _prepare_data(tmp_path, [str(SHEEP)], hps, False, lambda _: None)
+    assert factor == pytest.approx(18.5198, abs=1e-4)
+    assert batcher.dequantize_width == pytest.approx(1.0 / factor)
+    with pytest.raises(ValueError, match="dequantize"):
+        HParams().with_overrides(["dequantize=-0.5"])
