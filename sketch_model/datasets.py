@@ -518,7 +518,7 @@ def random_scale(sketch: np.ndarray, factor: float, rng: np.random.Generator) ->
 def dequantize(sketch: np.ndarray, width: float, rng: np.random.Generator) -> np.ndarray:
     """Add uniform noise in [-width/2, width/2) to each offset; pens are unchanged.
 
-    On integer data, the mixture can otherwise buy unbounded density with a component of
+    On integer data, the mixture can otherwise buy much density with a component of
     vanishing sigma on a value that recurs exactly, such as dx = 0 (every vertical move).
     """
     result = np.array(sketch, copy=True)
