@@ -102,7 +102,8 @@ def quality_report(sketcher, test: list[np.ndarray], seed: int = 0) -> dict:
         for i, r in enumerate(recon):
             if len(r) == 0:
                 continue
-            distances = [chamfer_distance(normalised_points(r), t) for t in targets]
+            points = normalised_points(r)
+            distances = [chamfer_distance(points, t) for t in targets]
             hits += int(np.argmin(distances) == i)
         report["retrieval_top1"] = hits / len(inputs)
         report["retrieval_n"] = len(inputs)
