@@ -2,6 +2,7 @@
 machine's fp32 matrix-product speed measured in the same run.
 
     python benchmarks/train_throughput.py [--steps 5] [--warmup 3] [--cells lstm,layer_norm,hyper]
+                                          [--set NAME=VALUE ...]   # e.g. matmul_dtype=bfloat16
     python benchmarks/train_throughput.py --quick      # a small model, for CI
 
 Each cell runs in its own process, so its peak memory (max RSS) is its own. Useful FLOPs count
@@ -88,9 +89,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing)")
     parser.add_argument("--cells", default="lstm,layer_norm,hyper")
     parser.add_argument("--quick", action="store_true", help="small model, 2 steps: a smoke run")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override an hparam for every cell (repeatable)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    overrides = QUICK if args.quick else []
+    overrides = (QUICK if args.quick else []) + args.set
     steps, warmup = (2, 1) if args.quick else (args.steps, args.warmup)
     if args.child:
         print(json.dumps(run_cell(args.child, steps, warmup, overrides)))
@@ -100,6 +103,7 @@ def main() -> None:
     for cell in args.cells.split(","):
         cmd = [sys.executable, __file__, "--child", cell, "--steps", str(steps),
                "--warmup", str(warmup)] + (["--quick"] if args.quick else [])
+        cmd += [f"--set={item}" for item in args.set]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])

@@ -4,6 +4,9 @@ Each cell keeps the reference's maths (forget bias 1.0, recurrent dropout on the
 update g without memory loss, Semeniuta et al. 2016). The input projection x @ W_xh does not
 depend on the state, so it is computed for all time steps in one matrix product before the
 recurrence; the scan then does only the state-dependent work.
+
+The main products x @ W_xh and h @ W_hh can run in bfloat16 (`matmul_dtype`): weights, states,
+gates and everything after them stay float32, only the operands of those products are rounded.
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ def orthogonal_blocks(rng: np.random.Generator, units: int, blocks: int) -> np.n
     return np.concatenate(mats, axis=1).astype(np.float32)
 
 
+def _matmul(x, w, dtype: str):
+    """x @ w with both operands in `dtype`, returned as float32."""
+    if dtype == "float32":
+        return ops.matmul(x, w)
+    return ops.cast(ops.matmul(ops.cast(x, dtype), ops.cast(w, dtype)), "float32")
+
+
 def _layer_norm(x, gamma, beta, groups: int):
     """Normalise each of `groups` equal slices of the last axis separately (reference layer_norm_all)."""
     shape = ops.shape(x)
@@ -52,6 +62,10 @@ def _update_cell(z, c, keep):
 class _Cell(keras.layers.Layer):
     """Shared weight creation; weights are made at construction from a seeded numpy generator."""
 
+    def recurrent_kernel(self):
+        """W_hh in the matmul dtype, cast once per sequence rather than at every step."""
+        return self.w_hh if self.matmul_dtype == "float32" else ops.cast(self.w_hh, self.matmul_dtype)
+
     def _weight(self, name: str, value: np.ndarray):
         w = self.add_weight(name=name, shape=value.shape, initializer="zeros")
         w.assign(value)
@@ -62,9 +76,9 @@ class LSTMCell(_Cell):
     """The reference LSTMCell, or LayerNormLSTMCell when layer_norm=True."""
 
     def __init__(self, units: int, input_size: int, rng: np.random.Generator,
-                 layer_norm: bool = False, **kwargs):
+                 layer_norm: bool = False, matmul_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
-        self.units, self.layer_norm = units, layer_norm
+        self.units, self.layer_norm, self.matmul_dtype = units, layer_norm, matmul_dtype
         self.w_xh = self._weight("W_xh", glorot_uniform(rng, (input_size, 4 * units)))
         self.w_hh = self._weight("W_hh", orthogonal_blocks(rng, units, 4))
         if layer_norm:  # layer norm's beta replaces the bias
@@ -85,12 +99,13 @@ class LSTMCell(_Cell):
 
     def project_inputs(self, x):
         """x @ W_xh for every step at once; x is (..., input_size)."""
-        xw = ops.matmul(x, self.w_xh)
+        xw = _matmul(x, self.w_xh, self.matmul_dtype)
         return (xw,) if self.layer_norm else (xw + self.bias,)
 
-    def step(self, state, projected, keep=None):
+    def step(self, state, projected, w_hh, keep=None):
+        """One step from `state`; w_hh is recurrent_kernel(), passed in so it is cast once."""
         h, c = state
-        z = projected[0] + ops.matmul(h, self.w_hh)
+        z = projected[0] + _matmul(h, w_hh, self.matmul_dtype)
         if self.layer_norm:
             z = _layer_norm(z, self.ln_gamma, self.ln_beta, 4)
         c, o = _update_cell(z, c, keep)
@@ -105,9 +120,11 @@ class HyperLSTMCell(_Cell):
     for the recurrent ones); layer norm on the gates and the cell as in the reference."""
 
     def __init__(self, units: int, input_size: int, rng: np.random.Generator,
-                 hyper_units: int = 256, embedding_size: int = 32, **kwargs):
+                 hyper_units: int = 256, embedding_size: int = 32, matmul_dtype: str = "float32",
+                 **kwargs):
         super().__init__(**kwargs)
         self.units, self.hyper_units, self.embedding_size = units, hyper_units, embedding_size
+        self.matmul_dtype = matmul_dtype
         e = embedding_size
         self.w_xh = self._weight("W_xh", glorot_uniform(rng, (input_size, 4 * units)))
         self.w_hh = self._weight("W_hh", orthogonal_blocks(rng, units, 4))
@@ -140,9 +157,11 @@ class HyperLSTMCell(_Cell):
         return (flat[:, :u], flat[:, u:2 * u], flat[:, 2 * u:2 * u + k], flat[:, 2 * u + k:])
 
     def project_inputs(self, x):
-        return (ops.matmul(x, self.w_xh), ops.matmul(x, self.hyper_w_xh) + self.hyper_bias)
+        return (_matmul(x, self.w_xh, self.matmul_dtype),
+                ops.matmul(x, self.hyper_w_xh) + self.hyper_bias)
 
-    def step(self, state, projected, keep=None):
+    def step(self, state, projected, w_hh, keep=None):
+        """One step; the small hyper network's products stay float32."""
         h, c, hh, hc = state
         xw, hyper_xw = projected
         # the hyper cell: a plain LSTM without dropout (hyper_use_recurrent_dropout=False)
@@ -159,7 +178,8 @@ class HyperLSTMCell(_Cell):
         shift = ops.einsum("bge,geu->bgu", zb, self.beta)  # (batch, 4, units)
 
         x_part = ops.reshape(xw, (batch, 4, self.units)) * scale[:, :4]
-        h_part = ops.reshape(ops.matmul(h, self.w_hh), (batch, 4, self.units)) * scale[:, 4:] + shift
+        h_part = (ops.reshape(_matmul(h, w_hh, self.matmul_dtype), (batch, 4, self.units))
+                  * scale[:, 4:] + shift)
         z = ops.reshape(x_part + h_part, (batch, 4 * self.units)) + self.bias
         z = _layer_norm(z, self.ln_gamma, self.ln_beta, 4)
         c, o = _update_cell(z, c, keep)
@@ -168,14 +188,16 @@ class HyperLSTMCell(_Cell):
 
 
 def make_cell(kind: str, units: int, input_size: int, rng: np.random.Generator,
-              hyper_units: int = 256, embedding_size: int = 32, name: str | None = None):
+              hyper_units: int = 256, embedding_size: int = 32, name: str | None = None,
+              matmul_dtype: str = "float32"):
     """The cell named by the reference's enc_model/dec_model setting."""
     if kind == "lstm":
-        return LSTMCell(units, input_size, rng, layer_norm=False, name=name)
+        return LSTMCell(units, input_size, rng, layer_norm=False, matmul_dtype=matmul_dtype, name=name)
     if kind == "layer_norm":
-        return LSTMCell(units, input_size, rng, layer_norm=True, name=name)
+        return LSTMCell(units, input_size, rng, layer_norm=True, matmul_dtype=matmul_dtype, name=name)
     if kind == "hyper":
-        return HyperLSTMCell(units, input_size, rng, hyper_units, embedding_size, name=name)
+        return HyperLSTMCell(units, input_size, rng, hyper_units, embedding_size,
+                             matmul_dtype=matmul_dtype, name=name)
     raise ValueError(f"unknown cell {kind!r}: use lstm, layer_norm or hyper")
 
 
@@ -190,13 +212,14 @@ def run_cell(cell, x, initial_state, keep=None):
     # one stacked input: keras' TensorFlow scan cannot take several inputs of unknown length
     xs = ops.transpose(ops.concatenate(parts, axis=-1), (1, 0, 2))
     cuts = list(np.cumsum(sizes)[:-1])
+    w_hh = cell.recurrent_kernel()
 
     def body(state, step_input):
         pieces = ops.split(step_input, cuts, axis=-1) if cuts else [step_input]
         if keep is None:
-            new = cell.step(state, tuple(pieces))
+            new = cell.step(state, tuple(pieces), w_hh)
         else:
-            new = cell.step(state, tuple(pieces[:-1]), pieces[-1])
+            new = cell.step(state, tuple(pieces[:-1]), w_hh, pieces[-1])
         return new, new  # keras' TensorFlow scan wants outputs shaped like the carry
 
     final, states = ops.scan(body, tuple(initial_state), xs)

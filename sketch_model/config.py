@@ -51,6 +51,10 @@ class HParams:
     hyper_embedding_size: int = 32
     seed: int = 0  # seeds weights, data order, augmentation, dropout and z noise
     bucket_width: int = 10  # batches are padded to a multiple of this (fewer retraces)
+    # Not in the paper: the dtype of the cells' main matrix products in training and evaluation
+    # (float32 | bfloat16; bfloat16 is faster where the hardware has it, e.g. CPUs with AMX).
+    # Sampling always runs in float32.
+    matmul_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.dec_model not in ("lstm", "layer_norm", "hyper"):
@@ -62,6 +66,8 @@ class HParams:
                      "bucket_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.matmul_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
         if not 0.0 <= self.dequantize < math.inf:
             raise ValueError(f"dequantize is a noise width in data units, 0 or more, not {self.dequantize}")
         for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):

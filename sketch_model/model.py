@@ -41,13 +41,16 @@ class SketchRNN(keras.Model):
         self.hps = hps
         rng = np.random.default_rng(hps.seed)
         if hps.conditional:
-            self.enc_fw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_fw")
-            self.enc_bw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_bw")
+            self.enc_fw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_fw",
+                                    matmul_dtype=hps.matmul_dtype)
+            self.enc_bw = make_cell(hps.enc_model, hps.enc_rnn_size, 5, rng, name="enc_bw",
+                                    matmul_dtype=hps.matmul_dtype)
             self.to_mu = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="mu")
             self.to_presig = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="presig")
         dec_input = 5 + (hps.z_size if hps.conditional else 0)
         self.decoder = make_cell(hps.dec_model, hps.dec_rnn_size, dec_input, rng,
-                                 hps.hyper_num_units, hps.hyper_embedding_size, name="decoder")
+                                 hps.hyper_num_units, hps.hyper_embedding_size, name="decoder",
+                                 matmul_dtype=hps.matmul_dtype)
         if hps.conditional:
             self.to_state = Linear(hps.z_size, self.decoder.state_size, rng, std=0.001,
                                    name="initial_state")
