@@ -62,17 +62,21 @@ def _update_cell(z, c, keep):
 class _Cell(keras.layers.Layer):
     """Shared weight creation; weights are made at construction from a seeded numpy generator."""
 
-    def recurrent_kernel(self):
-        """W_hh in the matmul dtype, cast once per sequence rather than at every step."""
-        return self.w_hh if self.matmul_dtype == "float32" else ops.cast(self.w_hh, self.matmul_dtype)
-
     def _weight(self, name: str, value: np.ndarray):
         w = self.add_weight(name=name, shape=value.shape, initializer="zeros")
         w.assign(value)
         return w
 
 
-class LSTMCell(_Cell):
+class _RecurrentCell(_Cell):
+    """A cell with a recurrent kernel w_hh whose products run in `matmul_dtype`."""
+
+    def recurrent_kernel(self):
+        """W_hh in the matmul dtype, cast once per sequence rather than at every step."""
+        return self.w_hh if self.matmul_dtype == "float32" else ops.cast(self.w_hh, self.matmul_dtype)
+
+
+class LSTMCell(_RecurrentCell):
     """The reference LSTMCell, or LayerNormLSTMCell when layer_norm=True."""
 
     def __init__(self, units: int, input_size: int, rng: np.random.Generator,
@@ -114,7 +118,7 @@ class LSTMCell(_Cell):
         return (h, c)
 
 
-class HyperLSTMCell(_Cell):
+class HyperLSTMCell(_RecurrentCell):
     """HyperLSTM (Ha et al. 2016) as the reference builds it: a small LSTM reads [x, h] and emits
     per-step scalings of the main LSTM's input and recurrent gate pre-activations (and biases
     for the recurrent ones); layer norm on the gates and the cell as in the reference."""
