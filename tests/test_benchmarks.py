@@ -35,3 +35,13 @@ def test_model_quality_on_the_bundled_unconditional_model():
     report = __import__("json").loads(out.strip().splitlines()[-1])
     assert report["n"] == 300 and 0 <= report["ending_rate"] <= 1
     assert 0 <= report["stalled_rate"] <= 1 - report["ending_rate"]  # stalled ones never end
+
+
+def test_model_quality_on_the_bundled_vae_reports_the_retrieval_figures():
+    out = run("benchmarks/model_quality.py", "assets/models/sheep_vae",
+              "assets/data/aaron_sheep.npz", "--json")
+    report = __import__("json").loads(out.strip().splitlines()[-1])
+    assert report["retrieval_n"] == 100 and 0 < report["L_KL"]
+    assert 0 <= report["retrieval_top1"] <= report["retrieval_top10"] <= 1
+    assert 0 <= report["retrieval_median_rank"] <= 99
+    assert 0 <= report["reconstruction_ending_rate"] <= 1

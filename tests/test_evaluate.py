@@ -3,7 +3,7 @@
 import numpy as np
 
 from sketch_model.evaluate import (STALL_TAIL, chamfer_distance, is_stalled, normalised_points,
-                                   stroke_count)
+                                   retrieval_ranks, stroke_count)
 
 SQUARE = np.array([[10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1]], np.float32)
 
@@ -36,3 +36,14 @@ def test_a_drawing_is_stalled_only_if_it_runs_to_the_limit_while_crawling():
     assert not is_stalled(crawling[:-1], 250, typical_move=9.0)  # it ended before the limit
     crawling[-STALL_TAIL // 2 - 1:, 0:2] = [9.0, 0.0]  # most of the tail moves again
     assert not is_stalled(crawling, 250, typical_move=9.0)
+
+
+def test_retrieval_ranks_count_the_inputs_nearer_than_the_own_one():
+    small, big = SQUARE.copy(), SQUARE * np.array([2, 1, 1], np.float32)  # a square, a 2:1 box
+    line = np.array([[10, 0, 0], [10, 0, 1]], np.float32)
+    inputs = [small, big, line]
+    np.testing.assert_array_equal(retrieval_ranks(inputs, inputs), [0, 0, 0])
+    # the square drawn where the box should be: its own input (the box) is second nearest
+    ranks = retrieval_ranks([small, small, line], inputs)
+    np.testing.assert_array_equal(ranks, [0, 1, 0])
+    assert retrieval_ranks([small, np.zeros((0, 3)), line], inputs)[1] == 2  # empty: worst
