@@ -7,8 +7,8 @@ import numpy as np
 from keras import ops
 
 from .config import HParams
-from .datasets import eval_batches
-from .losses import kl_loss, reconstruction_sums
+from .datasets import eval_batches, normalize
+from .losses import kl_loss, reconstruction_sums, split_params
 from .model import SketchRNN
 
 
@@ -41,6 +41,37 @@ def evaluate_losses(model: SketchRNN, sketches: list[np.ndarray], hps: HParams,
     l_r = total_r / (n * hps.max_seq_len)
     l_kl = kl_sum / n
     return {"loss": l_r + hps.kl_weight * l_kl, "L_R": l_r, "L_KL": l_kl, "n": n}
+
+
+def pen_at_events(model: SketchRNN, sketches: list[np.ndarray], hps: HParams) -> dict:
+    """Teacher-forced pen probabilities of `model` where normalised stroke-3 `sketches` lift the
+    pen (every row with pen 1, the last one included) and where they end (the step after their
+    last point, for those shorter than max_seq_len); a VAE decodes from z = mu.
+
+    Returns {"lift_probability_median", "lift_likeliest_rate", "end_probability_median",
+    "end_likeliest_rate"}: the median probability the model gives the true event, and the share
+    of events where it is the likeliest of the three pen states. Sampling at temperature tau
+    raises each probability to the power 1/tau before normalising, so an event that is not the
+    likeliest state becomes rare at low temperatures.
+    """
+    found = {"lift": ([], []), "end": ([], [])}
+    for strokes, lengths in eval_batches(sketches, hps.batch_size, hps.max_seq_len, hps.bucket_width):
+        z = model.encode(strokes[:, 1:], lengths)[0] if hps.conditional else None
+        raw, _ = model.decode(strokes[:, :-1], z, model.initial_state(z, len(lengths)))
+        pen_logits = split_params(raw, hps.num_mixture)["pen_logits"]
+        probs = ops.convert_to_numpy(ops.softmax(pen_logits, axis=-1))
+        steps = np.arange(probs.shape[1])[None, :]
+        events = {"lift": (strokes[:, 1:, 3] == 1) & (steps < lengths[:, None]),
+                  "end": steps == lengths[:, None]}
+        for (name, mask), column in zip(events.items(), (1, 2)):
+            found[name][0].append(probs[mask][:, column])
+            found[name][1].append(probs[mask].argmax(axis=-1) == column)
+    report = {}
+    for name, (p, likeliest) in found.items():
+        p, likeliest = np.concatenate(p), np.concatenate(likeliest)
+        report[f"{name}_probability_median"] = float(np.median(p)) if len(p) else float("nan")
+        report[f"{name}_likeliest_rate"] = float(np.mean(likeliest)) if len(p) else float("nan")
+    return report
 
 
 def normalised_points(sketch: np.ndarray) -> np.ndarray:
@@ -104,11 +135,14 @@ def quality_report(sketcher, test: list[np.ndarray], seed: int = 0) -> dict:
 
     Two diagnostics of why a drawing does not end: `stalled_rate`, the share of the ending-rate
     samples that are stalled (see is_stalled; the typical move is the test set's median), and for
-    a VAE `reconstruction_ending_rate`, the share of the retrieval reconstructions that end."""
+    a VAE `reconstruction_ending_rate`, the share of the retrieval reconstructions that end;
+    and where the test drawings lift the pen and end, the model's teacher-forced probabilities
+    of doing so (see pen_at_events)."""
     max_len = sketcher.hps.max_seq_len
     moves = np.concatenate([np.asarray(s, np.float64)[:, 0:2] for s in test])
     typical_move = float(np.median(np.hypot(moves[:, 0], moves[:, 1])))
-    report: dict = {}
+    report: dict = pen_at_events(sketcher.model, normalize(test, sketcher.scale_factor),
+                                 sketcher.hps)
     ending = sketcher.generate(n=100, temperature=0.3, seed=seed)
     report["ending_rate"] = float(np.mean([len(d) < max_len for d in ending]))
     report["stalled_rate"] = float(np.mean([is_stalled(d, max_len, typical_move) for d in ending]))

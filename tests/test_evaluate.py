@@ -1,9 +1,15 @@
 """The quality figures' building blocks against hand-worked drawings and naive loops."""
 
 import numpy as np
+import pytest
 
+from sketch_model.datasets import START_TOKEN
 from sketch_model.evaluate import (STALL_TAIL, chamfer_distance, is_stalled, normalised_points,
-                                   retrieval_ranks, stroke_count)
+                                   pen_at_events, retrieval_ranks, stroke_count)
+from sketch_model.model import SketchRNN
+from sketch_model.sample import Sketcher
+from sketch_model.strokes import stroke3_to_stroke5
+from tests.helpers import sheep, tiny_hparams
 
 SQUARE = np.array([[10, 0, 0], [0, 10, 0], [-10, 0, 0], [0, -10, 1]], np.float32)
 
@@ -47,3 +53,29 @@ def test_retrieval_ranks_count_the_inputs_nearer_than_the_own_one():
     ranks = retrieval_ranks([small, small, line], inputs)
     np.testing.assert_array_equal(ranks, [0, 1, 0])
     assert retrieval_ranks([small, np.zeros((0, 3)), line], inputs)[1] == 2  # empty: worst
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_pen_at_events_against_a_per_sketch_numpy_loop(conditional):
+    """Batched and padded in Keras, the figures equal one unpadded numpy pass per sketch."""
+    hps = tiny_hparams(conditional=conditional, seed=5, batch_size=3)
+    model = SketchRNN(hps)
+    sketcher = Sketcher(model, scale_factor=1.0)
+    sketches = sheep(n=7)
+    lift_p, lift_top, end_p, end_top = [], [], [], []
+    for s in sketches:
+        x = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(s, len(s) + 1)])[None]
+        z = sketcher.encode_many([s]) if conditional else None
+        _, h = sketcher.decoder.run(sketcher._inputs(x[:, :-1], z), sketcher._initial(z, 1))
+        logits = (h @ sketcher.head[0] + sketcher.head[1])[0, :, :3]
+        p = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+        for i in np.flatnonzero(s[:, 2] == 1):
+            lift_p.append(p[i, 1])
+            lift_top.append(p[i].argmax() == 1)
+        end_p.append(p[len(s), 2])
+        end_top.append(p[len(s)].argmax() == 2)
+    report = pen_at_events(model, sketches, hps)
+    assert np.isclose(report["lift_probability_median"], np.median(lift_p), atol=1e-5)
+    assert report["lift_likeliest_rate"] == np.mean(lift_top)
+    assert np.isclose(report["end_probability_median"], np.median(end_p), atol=1e-5)
+    assert report["end_likeliest_rate"] == np.mean(end_top)
