@@ -54,7 +54,7 @@ def pen_at_events(model: SketchRNN, sketches: list[np.ndarray], hps: HParams) ->
     raises each probability to the power 1/tau before normalising, so an event that is not the
     likeliest state becomes rare at low temperatures.
     """
-    found = {"lift": ([], []), "end": ([], [])}
+    found = {name: ([np.zeros(0)], [np.zeros(0, bool)]) for name in ("lift", "end")}
     for strokes, lengths in eval_batches(sketches, hps.batch_size, hps.max_seq_len, hps.bucket_width):
         z = model.encode(strokes[:, 1:], lengths)[0] if hps.conditional else None
         raw, _ = model.decode(strokes[:, :-1], z, model.initial_state(z, len(lengths)))
