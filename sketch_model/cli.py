@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .config import PEN_TEMPERATURE
 from .download import add_data_commands
 from .errors import DISK_FULL, SketchError
 
@@ -43,7 +44,8 @@ def _sample(args: argparse.Namespace) -> None:
     from .sample import load_model
 
     sketcher = load_model(args.model_dir)
-    drawings = sketcher.generate(n=args.n, temperature=args.temperature, seed=args.seed)
+    drawings = sketcher.generate(n=args.n, temperature=args.temperature, seed=args.seed,
+                                 pen_temperature=args.pen_temperature)
     save_drawings(args.out, drawings)
     print(f"wrote {len(drawings)} drawing(s) to {args.out}")
 
@@ -84,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", nargs="?", default=str(BUNDLED_MODEL),
                    help="model or run directory (default: the bundled sheep_vae)")
     p.add_argument("--n", type=int, default=9)
-    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=0.5,
+                   help="randomness of the shape: mixture weights and spread (default 0.5)")
+    p.add_argument("--pen-temperature", type=float, default=PEN_TEMPERATURE,
+                   help="temperature of the pen lifts and the end (default 1: the model's own "
+                        "probabilities; equal to --temperature for the paper's sampling)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="output file: .svg, .png or .json (stroke-3 lists)")
     p.set_defaults(run=_sample)

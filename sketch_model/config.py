@@ -11,6 +11,9 @@ from typing import Any
 from .errors import ModelFileError
 
 FORMAT_VERSION = 1
+# Sampling's default pen temperature: lifts and ends at the model's own probabilities
+# (sketch_model/sample.py says why this is not the paper's tau).
+PEN_TEMPERATURE = 1.0
 
 
 @dataclasses.dataclass

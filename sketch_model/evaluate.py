@@ -50,9 +50,10 @@ def pen_at_events(model: SketchRNN, sketches: list[np.ndarray], hps: HParams) ->
 
     Returns {"lift_probability_median", "lift_likeliest_rate", "end_probability_median",
     "end_likeliest_rate"}: the median probability the model gives the true event, and the share
-    of events where it is the likeliest of the three pen states. Sampling at temperature tau
-    raises each probability to the power 1/tau before normalising, so an event that is not the
-    likeliest state becomes rare at low temperatures.
+    of events where it is the likeliest of the three pen states. Sampling the pen at the paper's
+    temperature tau raises each probability to the power 1/tau before normalising, so an event
+    that is not the likeliest state becomes rare at low temperatures (the library's default
+    pen_temperature of 1 samples it at these probabilities).
     """
     found = {name: ([np.zeros(0)], [np.zeros(0, bool)]) for name in ("lift", "end")}
     for strokes, lengths in eval_batches(sketches, hps.batch_size, hps.max_seq_len, hps.bucket_width):
@@ -133,7 +134,10 @@ def quality_report(sketcher, test: list[np.ndarray], seed: int = 0) -> dict:
     copies: `retrieval_top10`, the share whose own input is among the 10 nearest, and
     `retrieval_median_rank`, the median rank of the own input (0 is the nearest; chance 49.5).
 
-    Two diagnostics of why a drawing does not end: `stalled_rate`, the share of the ending-rate
+    Sampling uses the library's defaults (the pen at pen_temperature 1). `ending_rate_paper_pen`
+    is the ending rate with the pen tempered as in the paper (pen_temperature 0.3 too).
+
+    Diagnostics of why a drawing does not end: `stalled_rate`, the share of the ending-rate
     samples that are stalled (see is_stalled; the typical move is the test set's median), and for
     a VAE `reconstruction_ending_rate`, the share of the retrieval reconstructions that end;
     and where the test drawings lift the pen and end, the model's teacher-forced probabilities
@@ -146,6 +150,8 @@ def quality_report(sketcher, test: list[np.ndarray], seed: int = 0) -> dict:
     ending = sketcher.generate(n=100, temperature=0.3, seed=seed)
     report["ending_rate"] = float(np.mean([len(d) < max_len for d in ending]))
     report["stalled_rate"] = float(np.mean([is_stalled(d, max_len, typical_move) for d in ending]))
+    paper_pen = sketcher.generate(n=100, temperature=0.3, seed=seed, pen_temperature=0.3)
+    report["ending_rate_paper_pen"] = float(np.mean([len(d) < max_len for d in paper_pen]))
     if sketcher.conditional:
         inputs = test[:100]
         recon = sketcher.decode_many(sketcher.encode_many(inputs), temperature=0.01, seed=seed)

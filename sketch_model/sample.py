@@ -5,6 +5,12 @@ Sampling is sequential, one point at a time, so it runs in numpy on the model's 
 than through the Keras graph: a step costs a few small matrix products instead of a framework
 call. tests/test_model.py checks that this path gives the same numbers as the Keras model.
 All inputs and outputs are stroke-3 arrays in drawing units; the scale factor is inside.
+
+Temperature tau follows the paper for the drawing's shape: the mixture weights' logits are
+divided by tau and each Gaussian's variance is multiplied by it. The pen state is sampled at
+its own `pen_temperature`, 1 by default: at the paper's convention (pen_temperature = tau) a
+lift or an end the model gives 0.3 becomes about 0.06 at tau = 0.3, so strokes run on and most
+drawings never end. Pass pen_temperature=temperature for the paper's sampling.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from .cells import LN_EPSILON
-from .config import HParams
+from .config import PEN_TEMPERATURE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
 from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
@@ -241,10 +247,13 @@ class Sketcher:
         return np.concatenate([s5, tiled], axis=-1)
 
     def _sample(self, z: np.ndarray | None, n: int, temperature: float,
-                rng: np.random.Generator, prefix: np.ndarray | None = None) -> list[np.ndarray]:
+                rng: np.random.Generator, prefix: np.ndarray | None = None,
+                pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """n stroke-3 continuations (model units) of `prefix` from latent z (n, z) or none."""
-        if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
-            raise SketchError(f"temperature must be a positive finite number, not {temperature!r}")
+        for name, value in (("temperature", temperature), ("pen_temperature", pen_temperature)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+                    or not 0 < value < math.inf):
+                raise SketchError(f"{name} must be a positive finite number, not {value!r}")
         if z is not None and not np.all(np.isfinite(z)):
             raise SketchError("the latent vector holds NaN or infinite values")
         m = self.hps.num_mixture
@@ -260,7 +269,7 @@ class Sketcher:
         spread = np.sqrt(temperature)  # sigmas scale by sqrt(tau), as in the paper
         for t in range(points.shape[1]):
             raw = h @ self.head[0] + self.head[1]
-            pen_p = _softmax(raw[:, :3] / temperature)
+            pen_p = _softmax(raw[:, :3] / pen_temperature)
             pi_p = _softmax(raw[:, 3:3 + m] / temperature)
             mu1, mu2, ls1, ls2, corr = (raw[:, 3 + k * m:3 + (k + 1) * m] for k in range(1, 6))
             u = rng.random((n, 2))
@@ -288,14 +297,15 @@ class Sketcher:
     def _finish(self, drawings: list[np.ndarray]) -> list[np.ndarray]:
         return [self._to_drawing(d) for d in drawings]
 
-    def generate(self, n: int = 1, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
+    def generate(self, n: int = 1, temperature: float = 0.5, seed: int | None = None,
+                 pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """n new drawings: from z ~ N(0, I) for a VAE, from the zero state otherwise."""
         n, rng = _count(n), _rng(seed)
         z = rng.standard_normal((n, self.hps.z_size)).astype(np.float32) if self.conditional else None
-        return self._finish(self._sample(z, n, temperature, rng))
+        return self._finish(self._sample(z, n, temperature, rng, pen_temperature=pen_temperature))
 
-    def complete(self, prefix, n: int = 1, temperature: float = 0.5,
-                 seed: int | None = None) -> list[np.ndarray]:
+    def complete(self, prefix, n: int = 1, temperature: float = 0.5, seed: int | None = None,
+                 pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """n completions of a partial drawing; each starts with the prefix's own rows.
         A VAE conditions on the encoded prefix."""
         s3 = self._to_model(prefix)
@@ -303,21 +313,24 @@ class Sketcher:
         z = None
         if self.conditional:
             z = np.repeat(self.encode(prefix)[None], n, axis=0)
-        results = self._finish(self._sample(z, n, temperature, rng, prefix=s3))
+        results = self._finish(self._sample(z, n, temperature, rng, prefix=s3,
+                                            pen_temperature=pen_temperature))
         original = as_stroke3(prefix)
         for r in results:  # the user's rows exactly as given, not scaled back and forth
             r[:len(original)] = original
         return results
 
-    def decode(self, z, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
+    def decode(self, z, temperature: float = 0.5, seed: int | None = None,
+               pen_temperature: float = PEN_TEMPERATURE) -> np.ndarray:
         """One drawing decoded from a latent vector z (z_size,)."""
         try:
             z = np.asarray(z, np.float32).reshape(1, -1)
         except (TypeError, ValueError):
             raise SketchError("a latent vector must be numbers") from None
-        return self.decode_many(z, temperature, seed)[0]
+        return self.decode_many(z, temperature, seed, pen_temperature)[0]
 
-    def decode_many(self, zs, temperature: float = 0.5, seed: int | None = None) -> list[np.ndarray]:
+    def decode_many(self, zs, temperature: float = 0.5, seed: int | None = None,
+                    pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """One drawing for each latent vector of zs (n, z_size), sampled together."""
         self._require_vae("decoding a latent vector")
         try:
@@ -326,18 +339,20 @@ class Sketcher:
             raise SketchError("a latent vector must be numbers") from None
         if zs.ndim != 2 or zs.shape[1] != self.hps.z_size:
             raise SketchError(f"latent vectors have shape (n, {self.hps.z_size}), not {zs.shape}")
-        return self._finish(self._sample(zs, len(zs), temperature, _rng(seed)))
+        return self._finish(self._sample(zs, len(zs), temperature, _rng(seed),
+                                         pen_temperature=pen_temperature))
 
-    def reconstruct(self, sketch, n: int = 1, temperature: float = 0.5,
-                    seed: int | None = None) -> list[np.ndarray]:
+    def reconstruct(self, sketch, n: int = 1, temperature: float = 0.5, seed: int | None = None,
+                    pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """n imitations of a drawing, decoded from its latent mean."""
         self._require_vae("reconstruction")
         n, rng = _count(n), _rng(seed)
         z = np.repeat(self.encode(sketch)[None], n, axis=0)
-        return self._finish(self._sample(z, n, temperature, rng))
+        return self._finish(self._sample(z, n, temperature, rng, pen_temperature=pen_temperature))
 
     def interpolate(self, a, b, steps: int = 10, method: str = "slerp", temperature: float = 0.1,
-                    seed: int | None = None) -> list[np.ndarray]:
+                    seed: int | None = None,
+                    pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """Drawings decoded along the latent path from a to b (same random draws at each step)."""
         self._require_vae("interpolation")
         steps = _count(steps, "steps")
@@ -345,7 +360,7 @@ class Sketcher:
         path = latent_path(za, zb, steps, method)
         if seed is None:
             seed = int(np.random.default_rng().integers(2 ** 31))
-        return [self.decode(z, temperature, seed) for z in path]
+        return [self.decode(z, temperature, seed, pen_temperature) for z in path]
 
 
 def _keras_file_hparams(keras_file: Path) -> HParams:

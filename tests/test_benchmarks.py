@@ -35,6 +35,7 @@ def test_model_quality_on_the_bundled_unconditional_model():
     report = __import__("json").loads(out.strip().splitlines()[-1])
     assert report["n"] == 300 and 0 <= report["ending_rate"] <= 1
     assert 0 <= report["stalled_rate"] <= 1 - report["ending_rate"]  # stalled ones never end
+    assert 0 <= report["ending_rate_paper_pen"] <= 1
     assert all(0 < report[f"{event}_probability_median"] < 1 for event in ("lift", "end"))
 
 

@@ -294,11 +294,16 @@ def test_sketcher_refuses_malformed_drawings_with_drawing_error(sketcher, bad):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("call", ["generate-temperature-inf", "decode-nan", "decode-inf"])
+@pytest.mark.parametrize("call", ["generate-temperature-inf", "pen_temperature=0",
+                                  "pen_temperature=nan", "pen_temperature=True", "decode-nan",
+                                  "decode-inf"])
 def test_non_finite_parameters_are_refused(sketcher, call):
-    with pytest.raises(SketchError):
+    with pytest.raises(SketchError, match="temperature" if "temperature" in call else "latent"):
         if call == "generate-temperature-inf":
             drawings = sketcher.generate(2, temperature=float("inf"), seed=0)
+        elif call.startswith("pen_temperature"):
+            value = {"0": 0.0, "nan": float("nan"), "True": True}[call.split("=")[1]]
+            drawings = sketcher.complete(LINE, n=2, seed=0, pen_temperature=value)
         else:
             drawings = [sketcher.decode(np.full(8, np.nan if call == "decode-nan" else np.inf),
                                         seed=0)]

@@ -128,3 +128,34 @@ def test_bfloat16_products_change_the_numbers_only_by_their_rounding(cell):
 def test_matmul_dtype_is_checked():
     with pytest.raises(ValueError, match="matmul_dtype must be float32 or bfloat16"):
         HParams(matmul_dtype="float16")
+
+
+@pytest.mark.parametrize("temperature, pen_temperature", [(0.3, 1.0), (0.3, 0.3), (1.0, 0.5)])
+def test_pen_and_mixture_are_sampled_at_their_own_temperatures(temperature, pen_temperature):
+    """With a head that ignores the state, the first step's pen state and mixture component
+    follow softmax(logits / pen_temperature) and softmax(logits / temperature)."""
+    hps = tiny_hparams(conditional=False, num_mixture=3, seed=1)
+    sketcher = Sketcher(SketchRNN(hps), scale_factor=1.0)
+    kernel, bias = sketcher.head
+    bias = np.zeros_like(bias)
+    pen_logits, pi_logits = np.array([0.5, 0.0, -1.0]), np.array([1.0, 0.0, -30.0])
+    bias[:3], bias[3:6] = pen_logits, pi_logits
+    bias[6:9] = [1.0, -1.0, 0.0]  # mu_x: the component shows in the sign of dx
+    bias[12:18] = -10.0  # log sigma: all but exact moves
+    sketcher.head = (np.zeros_like(kernel), bias)
+    n = 4000
+    first = [d[0] if len(d) else None for d in sketcher.generate(n, temperature, seed=5,
+                                                                 pen_temperature=pen_temperature)]
+
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    pen = softmax(pen_logits / pen_temperature)
+    seen_pen = np.array([np.mean([r is not None and r[2] == 0 for r in first]),
+                         np.mean([r is not None and r[2] == 1 for r in first]),
+                         np.mean([r is None for r in first])])
+    np.testing.assert_allclose(seen_pen, pen, atol=4 * np.sqrt(0.25 / n))
+    drawn = [r for r in first if r is not None]
+    component0 = softmax(pi_logits[:2] / temperature)[0]
+    assert np.mean([r[0] > 0 for r in drawn]) == pytest.approx(component0, abs=4 * np.sqrt(0.25 / len(drawn)))
