@@ -9,7 +9,7 @@ All inputs and outputs are stroke-3 arrays in drawing units; the scale factor is
 Temperature tau follows the paper for the drawing's shape: the mixture weights' logits are
 divided by tau and each Gaussian's variance is multiplied by it. The pen state is sampled at
 its own `pen_temperature`, 1 by default: at the paper's convention (pen_temperature = tau) a
-lift or an end the model gives 0.3 becomes about 0.06 at tau = 0.3, so strokes run on and most
+lift or an end the model gives 0.3 becomes about 0.06 at tau = 0.3, so strokes run on and many
 drawings never end. Pass pen_temperature=temperature for the paper's sampling.
 """
 
