@@ -58,6 +58,12 @@ class HParams:
     # (float32 | bfloat16; bfloat16 is faster where the hardware has it, e.g. CPUs with AMX).
     # Sampling always runs in float32.
     matmul_dtype: str = "float32"
+    # Not in the paper: the decoder also reads the pen's absolute position (the sum of the
+    # moves so far, model units, times POSITION_SCALE), so that z can tell it where to go.
+    position_input: bool = False
+    # Not in the paper: in training, the standard deviation (model units) of Gaussian noise on
+    # each absolute point the decoder reads, with targets that lead back to the true path.
+    history_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dec_model not in ("lstm", "layer_norm", "hyper"):
@@ -71,6 +77,8 @@ class HParams:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
+        if not 0.0 <= self.history_noise < math.inf:
+            raise ValueError(f"history_noise must be a finite number >= 0, not {self.history_noise}")
         if not 0.0 <= self.dequantize < math.inf:
             raise ValueError(f"dequantize is a noise width in data units, 0 or more, not {self.dequantize}")
         for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):

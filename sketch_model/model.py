@@ -4,6 +4,11 @@ mixture-density head of `num_mixture` bivariate Gaussians plus a 3-way pen state
 
 Inputs are dicts: "strokes" (B, T+1, 5) stroke-5 with the start token (0, 0, 1, 0, 0) in row
 0, "lengths" (B,) points per sketch, and optionally "eps" (B, z_size), the noise for z.
+
+Two options are not in the paper (both off by default): `position_input` gives the decoder
+the pen's absolute position at every step as well, and `history_noise` trains it on noisy
+absolute points with targets back to the true path, so that a copy which has drifted off its
+input's path learns to come back to it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from keras import ops
 from .cells import Linear, make_cell, run_cell
 from .config import HParams
 from .losses import kl_loss, reconstruction_loss
+
+POSITION_SCALE = 0.1  # absolute positions in model units span about +-10 on the sheep
 
 
 def reverse_within_length(x, lengths):
@@ -47,7 +54,7 @@ class SketchRNN(keras.Model):
                                     matmul_dtype=hps.matmul_dtype)
             self.to_mu = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="mu")
             self.to_presig = Linear(2 * hps.enc_rnn_size, hps.z_size, rng, std=0.001, name="presig")
-        dec_input = 5 + (hps.z_size if hps.conditional else 0)
+        dec_input = 5 + (hps.z_size if hps.conditional else 0) + (2 if hps.position_input else 0)
         self.decoder = make_cell(hps.dec_model, hps.dec_rnn_size, dec_input, rng,
                                  hps.hyper_num_units, hps.hyper_embedding_size, name="decoder",
                                  matmul_dtype=hps.matmul_dtype)
@@ -99,9 +106,12 @@ class SketchRNN(keras.Model):
     def decode(self, inputs, z, state, training: bool = False):
         """Run the decoder over stroke-5 inputs (B, T, 5) from `state`; returns (raw, final)."""
         batch, steps = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        parts = [inputs]
         if self.hps.conditional:
-            tiled = ops.broadcast_to(ops.expand_dims(z, 1), (batch, steps, self.hps.z_size))
-            inputs = ops.concatenate([inputs, tiled], axis=-1)
+            parts.append(ops.broadcast_to(ops.expand_dims(z, 1), (batch, steps, self.hps.z_size)))
+        if self.hps.position_input:
+            parts.append(ops.cumsum(inputs[..., :2], axis=1) * POSITION_SCALE)
+        inputs = ops.concatenate(parts, axis=-1) if len(parts) > 1 else inputs
         if training and self.hps.use_input_dropout:
             inputs = inputs * self._keep_mask(ops.shape(inputs), self.hps.input_dropout_prob)
         keep = self._recurrent_keep(batch, steps, self.hps.dec_rnn_size, training)
@@ -123,13 +133,33 @@ class SketchRNN(keras.Model):
                 eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
             z = mu + ops.exp(presig / 2.0) * eps
             out.update(mu=mu, presig=presig)
+        if training and self.hps.history_noise > 0:
+            strokes = self._noisy_history(strokes, lengths)
+            out["targets"] = strokes[:, 1:, 5:]
+            strokes = strokes[..., :5]
         raw, _ = self.decode(strokes[:, :-1], z, self.initial_state(z, batch), training)
         out["params"] = raw
         return out
 
+    def _noisy_history(self, strokes, lengths):
+        """(B, T+1, 10): the decoder's inputs with Gaussian noise eta_k on each absolute point
+        P_k the decoder reads (k = 1 .. length-1), so input move k becomes x_k + eta_k -
+        eta_{k-1}; then, in the last five columns, the targets: move k+1 becomes x_{k+1} - eta_k,
+        from the noisy point back to the true next one. Pen states are unchanged."""
+        steps = ops.arange(ops.shape(strokes)[1])[None, :]
+        inside = (steps >= 1) & (steps < ops.cast(lengths, "int32")[:, None])
+        eta = keras.random.normal(ops.shape(strokes[..., :2]), stddev=self.hps.history_noise,
+                                  seed=self.seed_generator)
+        eta = eta * ops.cast(inside, eta.dtype)[..., None]
+        before = ops.pad(eta[:, :-1], ((0, 0), (1, 0), (0, 0)))  # eta_{k-1}
+        noisy = ops.concatenate([strokes[..., :2] + eta - before, strokes[..., 2:]], axis=-1)
+        target = ops.concatenate([strokes[..., :2] - before, strokes[..., 2:]], axis=-1)
+        return ops.concatenate([noisy, target], axis=-1)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Total loss L_R + w_KL * max(KL, kl_tolerance), as the reference trains."""
-        l_r = reconstruction_loss(x["strokes"][:, 1:], x["lengths"], y_pred["params"],
+        target = y_pred.get("targets", x["strokes"][:, 1:])
+        l_r = reconstruction_loss(target, x["lengths"], y_pred["params"],
                                   self.hps.num_mixture, self.hps.max_seq_len,
                                   pen_over_padding=True)
         if self.hps.conditional:

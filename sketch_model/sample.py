@@ -28,7 +28,7 @@ from .config import PEN_TEMPERATURE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
 from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
-from .model import SketchRNN
+from .model import POSITION_SCALE, SketchRNN
 from .strokes import as_stroke3, stroke3_to_stroke5
 
 MAX_CONFIG_BYTES = 1 << 20  # a .keras config of ours is about 2 kB
@@ -240,11 +240,20 @@ class Sketcher:
             return self.decoder.zero_state(n)
         return self.decoder.split_state(np.tanh(z @ self.to_state[0] + self.to_state[1]))
 
-    def _inputs(self, s5: np.ndarray, z: np.ndarray | None) -> np.ndarray:
-        if z is None:
-            return s5
-        tiled = np.broadcast_to(z[:, None, :], (s5.shape[0], s5.shape[1], z.shape[1]))
-        return np.concatenate([s5, tiled], axis=-1)
+    def _inputs(self, s5: np.ndarray, z: np.ndarray | None,
+                position: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's inputs for stroke-5 rows s5 (n, T, 5) that start at the absolute pen
+        `position` (n, 2; None: the drawing's start), and the position after them, so that
+        rows fed in pieces get the numbers of the model's decode over the whole sequence."""
+        positions = np.cumsum(s5[..., :2], axis=1)
+        if position is not None:
+            positions = positions + position[:, None, :]
+        parts = [s5]
+        if z is not None:
+            parts.append(np.broadcast_to(z[:, None, :], (s5.shape[0], s5.shape[1], z.shape[1])))
+        if self.hps.position_input:
+            parts.append(positions * POSITION_SCALE)
+        return np.concatenate(parts, axis=-1), positions[:, -1]
 
     def _sample(self, z: np.ndarray | None, n: int, temperature: float,
                 rng: np.random.Generator, prefix: np.ndarray | None = None,
@@ -259,8 +268,8 @@ class Sketcher:
         m = self.hps.num_mixture
         prefix = np.zeros((0, 3), np.float32) if prefix is None else prefix
         primer = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(prefix, len(prefix))])
-        state, h = self.decoder.run(self._inputs(np.repeat(primer[None], n, axis=0), z),
-                                    self._initial(z, n))
+        inputs, position = self._inputs(np.repeat(primer[None], n, axis=0), z)
+        state, h = self.decoder.run(inputs, self._initial(z, n))
         h = h[:, -1]
         points = np.zeros((n, self.hps.max_seq_len - len(prefix), 3), np.float32)
         lengths = np.full(n, points.shape[1])
@@ -290,7 +299,8 @@ class Sketcher:
             x = np.zeros((n, 1, 5), np.float32)
             x[:, 0, 0], x[:, 0, 1] = dx, dy
             x[rows, 0, 2 + pen] = 1.0
-            state, hs = self.decoder.run(self._inputs(x, z), state)
+            inputs, position = self._inputs(x, z, position)
+            state, hs = self.decoder.run(inputs, state)
             h = hs[:, -1]
         return [np.concatenate([prefix, points[i, :lengths[i]]]) for i in range(n)]
 

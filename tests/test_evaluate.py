@@ -66,7 +66,7 @@ def test_pen_at_events_against_a_per_sketch_numpy_loop(conditional):
     for s in sketches:
         x = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(s, len(s) + 1)])[None]
         z = sketcher.encode_many([s]) if conditional else None
-        _, h = sketcher.decoder.run(sketcher._inputs(x[:, :-1], z), sketcher._initial(z, 1))
+        _, h = sketcher.decoder.run(sketcher._inputs(x[:, :-1], z)[0], sketcher._initial(z, 1))
         logits = (h @ sketcher.head[0] + sketcher.head[1])[0, :, :3]
         p = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
         for i in np.flatnonzero(s[:, 2] == 1):

@@ -80,9 +80,11 @@ def test_bucketed_batch_loss_equals_padded_to_n_max(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
 @pytest.mark.parametrize("conditional", [True, False])
-def test_numpy_sampler_matches_keras_model(cell, conditional):
+@pytest.mark.parametrize("position_input", [False, True])
+def test_numpy_sampler_matches_keras_model(cell, conditional, position_input):
     """The numpy decoding path gives the Keras model's numbers for the same weights."""
-    hps = tiny_hparams(dec_model=cell, conditional=conditional, seed=3)
+    hps = tiny_hparams(dec_model=cell, conditional=conditional, seed=3,
+                       position_input=position_input)
     model = SketchRNN(hps)
     sketcher = Sketcher(model, scale_factor=1.0)
     sketches = sheep(n=3)
@@ -95,9 +97,56 @@ def test_numpy_sampler_matches_keras_model(cell, conditional):
         z = mu
     raw, _ = model.decode(strokes[:, :-1], z, model.initial_state(z, 3))
     state = sketcher._initial(z, 3)
-    _, h = sketcher.decoder.run(sketcher._inputs(strokes[:, :-1], z), state)
+    _, h = sketcher.decoder.run(sketcher._inputs(strokes[:, :-1], z)[0], state)
     np_raw = h @ sketcher.head[0] + sketcher.head[1]
     np.testing.assert_allclose(np_raw, ops.convert_to_numpy(raw), atol=5e-5)
+
+
+def test_position_input_carries_the_pen_position_from_step_to_step():
+    """Decoding one row at a time, as sampling does, gives the whole sequence's numbers only if
+    the absolute position is carried over; the position fed is the running sum of the moves."""
+    hps = tiny_hparams(position_input=True, seed=4)
+    model = SketchRNN(hps)
+    sketcher = Sketcher(model, scale_factor=1.0)
+    strokes, _ = pad_batch([s[:39] for s in sheep(n=2)], 40)
+    z = np.random.default_rng(0).standard_normal((2, hps.z_size)).astype(np.float32)
+    raw, _ = model.decode(strokes, z, model.initial_state(z, 2))
+    state, position = sketcher._initial(z, 2), None
+    heads = []
+    for t in range(strokes.shape[1]):
+        inputs, position = sketcher._inputs(strokes[:, t:t + 1], z, position)
+        np.testing.assert_allclose(inputs[:, 0, -2:], 0.1 * strokes[:, :t + 1, :2].sum(axis=1),
+                                   atol=1e-5)
+        state, h = sketcher.decoder.run(inputs, state)
+        heads.append(h[:, -1] @ sketcher.head[0] + sketcher.head[1])
+    np.testing.assert_allclose(np.stack(heads, axis=1), ops.convert_to_numpy(raw), atol=5e-5)
+    blind = SketchRNN(tiny_hparams(seed=4))  # the same weights without the position rows
+    for mine, theirs in zip(blind.weights, model.weights):
+        value = ops.convert_to_numpy(theirs)
+        mine.assign(value if value.shape == tuple(mine.shape) else value[:mine.shape[0]])
+    assert not np.allclose(ops.convert_to_numpy(blind.decode(strokes, z, blind.initial_state(z, 2))[0]),
+                           ops.convert_to_numpy(raw), atol=1e-3)
+
+
+def test_history_noise_targets_lead_back_to_the_true_path():
+    """Training with history_noise: the decoder reads true points plus noise of the given
+    spread at points 1 .. length-1 only, each target move goes from the noisy point to the true
+    next point, and the pen states are those of the data."""
+    sigma = 0.3
+    model = SketchRNN(tiny_hparams(history_noise=sigma))
+    sketches = sheep(n=20)
+    strokes, lengths = pad_batch(sketches, 250)
+    both = ops.convert_to_numpy(model._noisy_history(strokes, lengths))
+    noisy, target = both[..., :5], both[..., 5:]
+    true_points = np.cumsum(strokes[..., :2], axis=1)
+    noisy_points = np.cumsum(noisy[..., :2], axis=1)
+    eta = noisy_points - true_points
+    inside = (np.arange(strokes.shape[1])[None] >= 1) & (np.arange(strokes.shape[1])[None] < lengths[:, None])
+    assert np.allclose(eta[~inside], 0.0, atol=1e-4)
+    assert np.std(eta[inside]) == pytest.approx(sigma, rel=0.05)
+    np.testing.assert_allclose(noisy_points[:, :-1] + target[:, 1:, :2], true_points[:, 1:], atol=1e-4)
+    np.testing.assert_array_equal(noisy[..., 2:], strokes[..., 2:])
+    np.testing.assert_array_equal(target[..., 2:], strokes[..., 2:])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "layer_norm", "hyper"])
@@ -128,6 +177,29 @@ def test_bfloat16_products_change_the_numbers_only_by_their_rounding(cell):
 def test_matmul_dtype_is_checked():
     with pytest.raises(ValueError, match="matmul_dtype must be float32 or bfloat16"):
         HParams(matmul_dtype="float16")
+
+
+def test_history_noise_trains_but_leaves_evaluation_clean():
+    """The noise is drawn in training steps only: evaluation gives the numbers of the same
+    weights without the option, and a model with both options trains and draws."""
+    sketches = sheep(n=8)
+    strokes, lengths = pad_batch(sketches, max(len(s) for s in sketches) + 1)
+    batch = {"strokes": strokes, "lengths": lengths,
+             "eps": np.zeros((8, 8), np.float32)}
+    noisy = build_model(tiny_hparams(position_input=True, history_noise=0.5))
+    clean = SketchRNN(tiny_hparams(position_input=True))
+    clean.set_weights(noisy.get_weights())
+    np.testing.assert_allclose(ops.convert_to_numpy(noisy(batch)["params"]),
+                               ops.convert_to_numpy(clean(batch)["params"]), atol=1e-6)
+    assert np.isfinite(noisy.train_on_batch(batch, return_dict=True)["loss"])
+    drawings = Sketcher(noisy, 1.0).generate(n=2, temperature=0.5, seed=0)
+    assert all(np.all(np.isfinite(d)) for d in drawings)
+
+
+@pytest.mark.parametrize("noise", [-0.1, float("nan"), float("inf")])
+def test_history_noise_is_checked(noise):
+    with pytest.raises(ValueError, match="history_noise must be a finite number >= 0"):
+        HParams(history_noise=noise)
 
 
 @pytest.mark.parametrize("temperature, pen_temperature", [(0.3, 1.0), (0.3, 0.3), (1.0, 0.5)])
