@@ -244,16 +244,18 @@ class Sketcher:
                 position: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The decoder's inputs for stroke-5 rows s5 (n, T, 5) that start at the absolute pen
         `position` (n, 2; None: the drawing's start), and the position after them, so that
-        rows fed in pieces get the numbers of the model's decode over the whole sequence."""
-        positions = np.cumsum(s5[..., :2], axis=1)
-        if position is not None:
-            positions = positions + position[:, None, :]
+        rows fed in pieces get the numbers of the model's decode over the whole sequence.
+        Without position_input the position is not tracked and comes back as given."""
         parts = [s5]
         if z is not None:
             parts.append(np.broadcast_to(z[:, None, :], (s5.shape[0], s5.shape[1], z.shape[1])))
         if self.hps.position_input:
+            positions = np.cumsum(s5[..., :2], axis=1)
+            if position is not None:
+                positions = positions + position[:, None, :]
             parts.append(positions * POSITION_SCALE)
-        return np.concatenate(parts, axis=-1), positions[:, -1]
+            position = positions[:, -1]
+        return (np.concatenate(parts, axis=-1) if len(parts) > 1 else s5), position
 
     def _sample(self, z: np.ndarray | None, n: int, temperature: float,
                 rng: np.random.Generator, prefix: np.ndarray | None = None,
