@@ -134,18 +134,16 @@ class SketchRNN(keras.Model):
             z = mu + ops.exp(presig / 2.0) * eps
             out.update(mu=mu, presig=presig)
         if training and self.hps.history_noise > 0:
-            strokes = self._noisy_history(strokes, lengths)
-            out["targets"] = strokes[:, 1:, 5:]
-            strokes = strokes[..., :5]
+            strokes, out["targets"] = self._noisy_history(strokes, lengths)
         raw, _ = self.decode(strokes[:, :-1], z, self.initial_state(z, batch), training)
         out["params"] = raw
         return out
 
     def _noisy_history(self, strokes, lengths):
-        """(B, T+1, 10): the decoder's inputs with Gaussian noise eta_k on each absolute point
+        """(inputs (B, T+1, 5), targets (B, T, 5)): Gaussian noise eta_k on each absolute point
         P_k the decoder reads (k = 1 .. length-1), so input move k becomes x_k + eta_k -
-        eta_{k-1}; then, in the last five columns, the targets: move k+1 becomes x_{k+1} - eta_k,
-        from the noisy point back to the true next one. Pen states are unchanged."""
+        eta_{k-1}, and target move k+1 becomes x_{k+1} - eta_k, from the noisy point back to
+        the true next one. Pen states are unchanged."""
         steps = ops.arange(ops.shape(strokes)[1])[None, :]
         inside = (steps >= 1) & (steps < ops.cast(lengths, "int32")[:, None])
         eta = keras.random.normal(ops.shape(strokes[..., :2]), stddev=self.hps.history_noise,
@@ -154,7 +152,7 @@ class SketchRNN(keras.Model):
         before = ops.pad(eta[:, :-1], ((0, 0), (1, 0), (0, 0)))  # eta_{k-1}
         noisy = ops.concatenate([strokes[..., :2] + eta - before, strokes[..., 2:]], axis=-1)
         target = ops.concatenate([strokes[..., :2] - before, strokes[..., 2:]], axis=-1)
-        return ops.concatenate([noisy, target], axis=-1)
+        return noisy, target[:, 1:]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Total loss L_R + w_KL * max(KL, kl_tolerance), as the reference trains."""
