@@ -1,5 +1,7 @@
 """sketch_model: a faithful sketch-rnn (Ha & Eck 2017) in Keras 3."""
 
+__version__ = "0.1.0"  # pyproject.toml reads it; train records it in every run directory
+
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

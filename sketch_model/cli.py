@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import PEN_TEMPERATURE
 from .download import add_data_commands
 from .errors import DISK_FULL, SketchError
@@ -60,6 +61,7 @@ def _simplify(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sketch_model",
                                      description="sketch-rnn: train, evaluate and sample sketch models")
+    parser.add_argument("--version", action="version", version=f"sketch_model {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model, or resume the run in --out")

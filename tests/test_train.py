@@ -121,6 +121,8 @@ def test_eval_and_sample_commands(tmp_path):
     assert cli("train", str(SHEEP), "--out", str(run), "--steps", "5", *TINY_ARGS).returncode == 0
     for name in ("hparams.json", "dataset.json", "log.csv", "model.keras", "samples.svg"):
         assert (run / name).exists(), name
+    for name in ("status.json", "best.json"):  # the library's version, beside the model it wrote
+        assert json.loads((run / name).read_text())["sketch_model_version"] == sketch_model.__version__
     header = (run / "log.csv").read_text().splitlines()[0].split(",")
     assert {"step", "loss", "L_R", "L_KL", "lr", "kl_weight"} <= set(header)
     out = cli("eval", str(run), str(SHEEP), "--split", "test", "--json")
