@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import io
+import json
 import math
 import os
-import re
 import shutil
 import signal
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -31,24 +29,41 @@ from . import __version__, datasets
 from .config import HParams
 from .distribute import (build_replicated_model, check_same_step, is_chief, local_copy,
                          make_strategy, shard_batch, sum_over_workers)
-from .errors import SketchError, TrainingError
+from .errors import DISK_FULL, SketchError, TrainingError
 from .evaluate import evaluate_losses
-from .files import (BEST_SCHEMA, DATASET_SCHEMA, MAX_CHECKPOINT_BYTES, MAX_LOG_BYTES,
-                    atomic_write, check_output_path, open_lock_file, open_regular, read_json,
-                    write_json)
 from .model import SketchRNN, kl_weight_at, take_skipped_step
 from .stream import StreamBatcher, is_streamed, survey
 
-_STEP = re.compile(r"[0-9]{1,15}")
 LOG_COLUMNS = ["step", "loss", "L_R", "L_KL", "lr", "kl_weight", "skipped",
                "valid_loss", "valid_L_R", "valid_L_KL", "seconds"]
 
 
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`, so a
+    reader (or a crash) never sees a half-written file. A full disk raises TrainingError and
+    leaves the previous file in place."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in DISK_FULL:
+            raise TrainingError(f"the disk is full: could not write {path.name}; "
+                                f"the last good {path.name} is kept") from None
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory; the kernel drops it when the process dies.
-    The lock file is never a symbolic link followed or a FIFO waited on."""
-    handle = os.fdopen(open_lock_file(run_dir / "lock"), "r+")
+    """Hold an exclusive lock on the run directory; the kernel drops it when the process dies."""
+    handle = open(run_dir / "lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -84,19 +99,11 @@ def save_checkpoint(path: Path, model: SketchRNN, step: int,
 
 
 def _read_checkpoint(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
-    """The checkpoint's arrays whose names start with `prefix` (the others are not read): a
-    regular file within MAX_CHECKPOINT_BYTES, each array within it once unpacked, no pickles."""
+    """The checkpoint's arrays whose names start with `prefix` (the others are not read)."""
     try:
-        with open_regular(path, MAX_CHECKPOINT_BYTES, TrainingError) as handle:
-            with zipfile.ZipFile(handle) as archive:
-                unpacked = sum(info.file_size for info in archive.infolist())
-            if unpacked > MAX_CHECKPOINT_BYTES:
-                raise ValueError(f"it unpacks to {unpacked} bytes, over the limit of "
-                                 f"{MAX_CHECKPOINT_BYTES}")
-            handle.seek(0)
-            with np.load(handle, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files if key.startswith(prefix)}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files if key.startswith(prefix)}
+    except (OSError, ValueError, EOFError) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
 
@@ -114,13 +121,6 @@ def load_checkpoint(path: Path, model: SketchRNN) -> int:
     if found != expected:
         raise TrainingError(f"the checkpoint {path} does not match this model's hparams "
                             "or was written by another version")
-    bad = [key for key in expected if arrays[key].dtype.kind not in "fiu"]
-    step = arrays.get("step")
-    if bad or step is None or step.shape != () or step.dtype.kind not in "iu" or step < 0:
-        raise TrainingError(f"the checkpoint {path} holds "
-                            + (f"{bad[0]} of dtype {arrays[bad[0]].dtype}" if bad else
-                               f"the step {step!r}, not a whole number >= 0")
-                            + "; delete it to start the run again")
     for i, v in enumerate(model.variables):
         v.assign(arrays[f"model/{i}"])
     for i, v in enumerate(model.optimizer.variables):
@@ -167,32 +167,16 @@ class _Logs:
         from tensorboard.summary import Writer
 
         self.path = run_dir / "log.csv"
-        keep = start_step > 0 and os.path.lexists(self.path)
-
-        def rewrite(tmp: Path) -> None:  # the old log stays whole until the rename
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self._kept_rows(start_step) if keep else [])
-
-        atomic_write(self.path, rewrite)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self.file = os.fdopen(fd, "w", newline="")
+        rows = []
+        if self.path.exists() and start_step > 0:
+            with open(self.path, newline="") as f:  # a torn last line has missing columns
+                rows = [r for r in csv.DictReader(f) if None not in r.values()
+                        and r.get("step", "").isdigit() and int(r["step"]) <= start_step]
+        self.file = open(self.path, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(rows)
         self.tb = Writer(str(run_dir / "tb"))
-
-    def _kept_rows(self, start_step: int) -> Iterator[dict]:
-        """The old log's complete rows up to `start_step` (a torn last line has missing columns)."""
-        with open_regular(self.path, MAX_LOG_BYTES, TrainingError) as raw:
-            try:
-                for row in csv.DictReader(io.TextIOWrapper(raw, newline="", errors="replace")):
-                    step = row.get("step") or ""
-                    if (None not in row.values() and _STEP.fullmatch(step)
-                            and int(step) <= start_step):
-                        yield row
-            except csv.Error as err:
-                raise TrainingError(f"{self.path} is not a readable log ({err}); move it "
-                                    "away to resume the run") from None
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -231,8 +215,8 @@ def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: 
                 "dropped_empty": data.dropped_empty, "skipped_lines": data.skipped_lines}
         described = f"{len(data.train)} train sketches from {len(data.sources)} file(s)"
     info_path = run_dir / "dataset.json"
-    if resuming and os.path.lexists(info_path):
-        factor = float(read_json(info_path, DATASET_SCHEMA, TrainingError)["scale_factor"])
+    if resuming and info_path.exists():
+        factor = float(json.loads(info_path.read_text())["scale_factor"])
     else:
         write_json(info_path, info)
     settings = (hps.batch_size, hps.max_seq_len, hps.seed, hps.random_scale_factor,
@@ -322,8 +306,7 @@ def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bo
         say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
     check_same_step(strategy, step)
     best_path = run_dir / "best.json"
-    best = (read_json(best_path, BEST_SCHEMA, TrainingError)["valid_loss"]
-            if os.path.lexists(best_path) else math.inf)
+    best = json.loads(best_path.read_text())["valid_loss"] if best_path.exists() else math.inf
     logs = _Logs(run_dir, step)
     skipped = 0
     started = time.time()
