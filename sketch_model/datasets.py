@@ -441,7 +441,8 @@ def load_dataset(paths: list[str | Path], max_seq_len: int,
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
-    """The `.npz` and `.ndjson` files named, directories expanded (sorted), each once."""
+    """The `.npz` and `.ndjson` files named, directories expanded (sorted), each file once
+    (also when named twice under different paths or links)."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
@@ -460,7 +461,14 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
             raise DataFileError(f"{entry} is neither a sketch-rnn .npz nor a Quick, Draw! .ndjson file")
         else:
             files.append(entry)
-    return list(dict.fromkeys(files))
+    unique: dict[tuple[int, int], Path] = {}  # the same file under two names is read once
+    for file in files:
+        try:
+            info = file.stat()
+        except OSError as err:
+            raise DataFileError(f"cannot read {file}: {err.strerror or err}") from None
+        unique.setdefault((info.st_dev, info.st_ino), file)
+    return list(unique.values())
 
 
 def _labelled_sketches(file: Path, data: Dataset) -> Iterator[tuple[str, np.ndarray, str]]:

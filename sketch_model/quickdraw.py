@@ -20,15 +20,20 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from .errors import DataFileError, DrawingError, SketchError
+from .files import check_output_path
 from .strokes import polylines_to_stroke3, rdp
 
 SIMPLIFIED_SIZE = 255.0
 RESAMPLE_SPACING = 1.0
 RDP_EPSILON = 2.0
-# A stroke whose resampling would give more points than this (its length, once scaled to
-# 255, in pixels) is refused: no pen trace is that long, and one crafted to be would take
-# minutes and gigabytes to resample and simplify.
+# A drawing of more points than this, as read or once resampled (the length of its strokes,
+# scaled to 255, in pixels), is refused: no pen trace is that long, and one crafted to be (a
+# long stroke, or a million one-point strokes) would take minutes and gigabytes to resample
+# and simplify.
 MAX_RESAMPLED_POINTS = 100_000
+# Likewise a drawing of more strokes than this: each costs a few numpy calls (Google's
+# drawings have tens of strokes; 2000 take well under a second).
+MAX_STROKES = 2000
 # An ndjson line longer than this is skipped as malformed without being read into memory
 # whole: Google's longest raw drawings are a few hundred kilobytes.
 MAX_LINE_BYTES = 16 * 1024**2
@@ -40,10 +45,15 @@ def _strokes(drawing: object, rows: tuple[int, ...]) -> list[np.ndarray]:
     """The (k, 2) float64 points of each stroke of an ndjson drawing; raises DrawingError."""
     if not isinstance(drawing, list) or not drawing:
         raise DrawingError("a Quick, Draw! drawing is a non-empty list of strokes")
-    strokes = []
+    if len(drawing) > MAX_STROKES:
+        raise DrawingError(f"the drawing has {len(drawing)} strokes, over the limit of {MAX_STROKES}")
+    strokes, total = [], 0
     for i, stroke in enumerate(drawing):
         if not isinstance(stroke, list) or len(stroke) not in rows:
             raise DrawingError(f"stroke {i} is not a list of {' or '.join(map(str, rows))} rows")
+        total += len(stroke[0]) if isinstance(stroke[0], list) else 0
+        if total > MAX_RESAMPLED_POINTS:  # checked as it goes: the check costs no more than that
+            raise DrawingError(f"the drawing has over {MAX_RESAMPLED_POINTS} points")
         if not all(isinstance(row, list) for row in stroke):
             raise DrawingError(f"stroke {i} has a row that is not a list")
         if len({len(row) for row in stroke}) != 1 or not stroke[0]:
@@ -61,11 +71,13 @@ def _strokes(drawing: object, rows: tuple[int, ...]) -> list[np.ndarray]:
     return strokes
 
 
-def resample(points: np.ndarray, spacing: float = RESAMPLE_SPACING) -> np.ndarray:
+def resample(points: np.ndarray, spacing: float = RESAMPLE_SPACING,
+             max_points: int = MAX_RESAMPLED_POINTS) -> np.ndarray:
     """Points every `spacing` along a polyline's length from its first point, then its last.
 
     A stroke of no length comes back as its first and last point, so a single dot is two
-    equal points, as in Google's files.
+    equal points, as in Google's files. A stroke that would give over `max_points` points
+    raises DrawingError.
     """
     deltas = np.diff(points, axis=0)
     # Not np.hypot, and the interpolation below as written: both move samples by an ulp or
@@ -74,9 +86,11 @@ def resample(points: np.ndarray, spacing: float = RESAMPLE_SPACING) -> np.ndarra
         lengths = np.sqrt(deltas[:, 0] * deltas[:, 0] + deltas[:, 1] * deltas[:, 1])
         ends = np.concatenate([[0.0], np.cumsum(lengths)])
     if ends[-1] == 0:
+        if max_points < 2:
+            raise DrawingError(f"the drawing has over {MAX_RESAMPLED_POINTS} points once resampled")
         return points[[0, -1]]
-    if not ends[-1] / spacing <= MAX_RESAMPLED_POINTS:  # NaN and infinity included
-        raise DrawingError(f"a stroke is too long to resample: over {MAX_RESAMPLED_POINTS} "
+    if not ends[-1] / spacing <= max_points:  # NaN and infinity included
+        raise DrawingError(f"the drawing is too long to resample: over {MAX_RESAMPLED_POINTS} "
                            f"points at a spacing of {spacing}")
     at = np.arange(0.0, ends[-1], spacing)
     # side="right" puts a sample on the segment that starts there, never on a zero-length one.
@@ -99,14 +113,16 @@ def preprocess_raw_drawing(drawing: list) -> list[list[list[int]]]:
         size = float((points.max(axis=0) - origin).max())
     if not math.isfinite(size):
         raise DrawingError("the drawing spans more than a float can hold")
-    result = []
+    result, budget = [], MAX_RESAMPLED_POINTS  # points left for the drawing's other strokes
     for stroke in strokes:
         # (p - min) * 255 / size in this order: the rounding decides RDP's ties as Google's did.
         with np.errstate(over="ignore"):
             scaled = (stroke - origin) * SIMPLIFIED_SIZE / size if size > 0 else stroke - origin
         if not np.all(np.isfinite(scaled)):  # overflowed: only for spans near the float limit
             scaled = (stroke - origin) / size * SIMPLIFIED_SIZE
-        simplified = rdp(resample(scaled), RDP_EPSILON)
+        resampled = resample(scaled, max_points=budget)
+        budget -= len(resampled)
+        simplified = rdp(resampled, RDP_EPSILON)
         pixels = np.round(simplified).astype(int)  # halves to even, as Google's files show
         result.append([pixels[:, 0].tolist(), pixels[:, 1].tolist()])
     return result
@@ -173,10 +189,14 @@ def simplify_ndjson(src: Path, dst: Path, max_line_bytes: int = MAX_LINE_BYTES) 
     """
     src, dst = Path(src), Path(dst)
     check_regular_file(src)
+    check_output_path(dst, error=DataFileError)
     partial = dst.with_name(dst.name + ".partial")
     counts = {"read": 0, "written": 0, "skipped": 0}
     try:
-        with open(src, "rb") as lines, open(partial, "w", encoding="utf-8") as out:
+        partial.unlink(missing_ok=True)  # a new file: a link left there is not followed
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with (open(src, "rb") as lines,
+              open(os.open(partial, flags, 0o644), "w", encoding="utf-8") as out):
             for line in bounded_lines(lines, max_line_bytes):
                 if line is not None and not line.strip():
                     continue
@@ -188,7 +208,9 @@ def simplify_ndjson(src: Path, dst: Path, max_line_bytes: int = MAX_LINE_BYTES) 
                 out.write(simplified + "\n")
                 counts["written"] += 1
         os.replace(partial, dst)
-    except OSError as err:
+    except BaseException as err:  # a stop too: no .partial is left behind
         partial.unlink(missing_ok=True)
-        raise DataFileError(f"cannot simplify {src} into {dst}: {err.strerror or err}") from None
+        if isinstance(err, OSError):
+            raise DataFileError(f"cannot simplify {src} into {dst}: {err.strerror or err}") from None
+        raise
     return counts

@@ -11,13 +11,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import json
+import io
 import math
 import os
+import re
+import select
 import shutil
 import signal
+import stat
+import sys
 import tempfile
+import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,41 +35,25 @@ from . import __version__, datasets
 from .config import HParams
 from .distribute import (build_replicated_model, check_same_step, is_chief, local_copy,
                          make_strategy, shard_batch, sum_over_workers)
-from .errors import DISK_FULL, SketchError, TrainingError
+from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
+from .files import (BEST_SCHEMA, DATASET_SCHEMA, MAX_CHECKPOINT_BYTES, MAX_LOG_BYTES,
+                    atomic_write, check_output_path, open_lock_file, open_regular, read_json,
+                    write_json)
 from .model import SketchRNN, kl_weight_at, take_skipped_step
 from .stream import StreamBatcher, is_streamed, survey
 
+STOP_GRACE_SECONDS = 2.0  # how long a stopped process may stay stuck writing its output
+_STEP = re.compile(r"[0-9]{1,15}")
 LOG_COLUMNS = ["step", "loss", "L_R", "L_KL", "lr", "kl_weight", "skipped",
                "valid_loss", "valid_L_R", "valid_L_KL", "seconds"]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`, so a
-    reader (or a crash) never sees a half-written file. A full disk raises TrainingError and
-    leaves the previous file in place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno in DISK_FULL:
-            raise TrainingError(f"the disk is full: could not write {path.name}; "
-                                f"the last good {path.name} is kept") from None
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
-
-
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory; the kernel drops it when the process dies."""
-    handle = open(run_dir / "lock", "a+")
+    """Hold an exclusive lock on the run directory; the kernel drops it when the process dies.
+    The lock file is never a symbolic link followed or a FIFO waited on."""
+    handle = os.fdopen(open_lock_file(run_dir / "lock"), "r+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -99,11 +89,19 @@ def save_checkpoint(path: Path, model: SketchRNN, step: int,
 
 
 def _read_checkpoint(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
-    """The checkpoint's arrays whose names start with `prefix` (the others are not read)."""
+    """The checkpoint's arrays whose names start with `prefix` (the others are not read): a
+    regular file within MAX_CHECKPOINT_BYTES, each array within it once unpacked, no pickles."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files if key.startswith(prefix)}
-    except (OSError, ValueError, EOFError) as err:
+        with open_regular(path, MAX_CHECKPOINT_BYTES, TrainingError) as handle:
+            with zipfile.ZipFile(handle) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > MAX_CHECKPOINT_BYTES:
+                raise ValueError(f"it unpacks to {unpacked} bytes, over the limit of "
+                                 f"{MAX_CHECKPOINT_BYTES}")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files if key.startswith(prefix)}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
 
@@ -121,6 +119,13 @@ def load_checkpoint(path: Path, model: SketchRNN) -> int:
     if found != expected:
         raise TrainingError(f"the checkpoint {path} does not match this model's hparams "
                             "or was written by another version")
+    bad = [key for key in expected if arrays[key].dtype.kind not in "fiu"]
+    step = arrays.get("step")
+    if bad or step is None or step.shape != () or step.dtype.kind not in "iu" or step < 0:
+        raise TrainingError(f"the checkpoint {path} holds "
+                            + (f"{bad[0]} of dtype {arrays[bad[0]].dtype}" if bad else
+                               f"the step {step!r}, not a whole number >= 0")
+                            + "; delete it to start the run again")
     for i, v in enumerate(model.variables):
         v.assign(arrays[f"model/{i}"])
     for i, v in enumerate(model.optimizer.variables):
@@ -143,21 +148,91 @@ def save_model(run_dir: Path, model: SketchRNN) -> None:
 
 
 class _StopFlag:
-    """Turns SIGTERM and SIGINT into a request to checkpoint and stop after the current step."""
+    """Turns SIGTERM and SIGINT into a request to checkpoint and stop after the current step.
+
+    A stop must also end a process that is stuck: in start-up (reading the data and the run's
+    files) or writing its output to a pipe that nobody reads. Those places run inside
+    `may_block`; once a stop is requested, a process that is (or stays, for STOP_GRACE_SECONDS)
+    inside one gets KeyboardInterrupt, as it does on a second signal. Every file the trainer
+    writes is replaced whole or not at all, so the last good checkpoint is kept.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self._depth = 0
+        self._blocked_since: float | None = None
+        self._done = threading.Event()
 
     def __enter__(self) -> "_StopFlag":
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        self._streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = (_GuardedStream(s, self) for s in self._streams)
         return self
 
+    @contextlib.contextmanager
+    def may_block(self) -> Iterator[None]:
+        if self._depth == 0:
+            self._blocked_since = time.monotonic()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._blocked_since = None
+
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        if self.requested:
+            _drop_unwritable_output()
+            raise KeyboardInterrupt
+        self.requested, self._requested_at = True, time.monotonic()
+        threading.Thread(target=self._watch, args=(signum,), daemon=True).start()
+
+    def _watch(self, signum: int) -> None:
+        """Signal the main thread again if it is stuck where it may block."""
+        while not self._done.wait(0.1):
+            since = self._blocked_since
+            if since is not None and (since < self._requested_at
+                                      or time.monotonic() - since > STOP_GRACE_SECONDS):
+                signal.pthread_kill(threading.main_thread().ident, signum)
+                return
 
     def __exit__(self, *exc) -> None:
+        self._done.set()
+        sys.stdout, sys.stderr = self._streams
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+
+
+class _GuardedStream:
+    """An output stream whose writes run inside the stop flag's `may_block`."""
+
+    def __init__(self, stream, stop: _StopFlag) -> None:
+        self._stream, self._stop = stream, stop
+
+    def write(self, text: str) -> int:
+        with self._stop.may_block():
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        with self._stop.may_block():
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _drop_unwritable_output() -> None:
+    """Point stdout and stderr at /dev/null where they are pipes too full to take more, so
+    that flushing them on the way out cannot hang the process."""
+    for fd in (1, 2):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode) and not select.select([], [fd], [], 0)[1]:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+        except OSError:
+            pass
 
 
 class _Logs:
@@ -167,16 +242,32 @@ class _Logs:
         from tensorboard.summary import Writer
 
         self.path = run_dir / "log.csv"
-        rows = []
-        if self.path.exists() and start_step > 0:
-            with open(self.path, newline="") as f:  # a torn last line has missing columns
-                rows = [r for r in csv.DictReader(f) if None not in r.values()
-                        and r.get("step", "").isdigit() and int(r["step"]) <= start_step]
-        self.file = open(self.path, "w", newline="")
+        keep = start_step > 0 and os.path.lexists(self.path)
+
+        def rewrite(tmp: Path) -> None:  # the old log stays whole until the rename
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self._kept_rows(start_step) if keep else [])
+
+        atomic_write(self.path, rewrite)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.file = os.fdopen(fd, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-        self.writer.writeheader()
-        self.writer.writerows(rows)
         self.tb = Writer(str(run_dir / "tb"))
+
+    def _kept_rows(self, start_step: int) -> Iterator[dict]:
+        """The old log's complete rows up to `start_step` (a torn last line has missing columns)."""
+        with open_regular(self.path, MAX_LOG_BYTES, TrainingError) as raw:
+            try:
+                for row in csv.DictReader(io.TextIOWrapper(raw, newline="", errors="replace")):
+                    step = row.get("step") or ""
+                    if (None not in row.values() and _STEP.fullmatch(step)
+                            and int(step) <= start_step):
+                        yield row
+            except csv.Error as err:
+                raise TrainingError(f"{self.path} is not a readable log ({err}); move it "
+                                    "away to resume the run") from None
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -215,8 +306,8 @@ def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: 
                 "dropped_empty": data.dropped_empty, "skipped_lines": data.skipped_lines}
         described = f"{len(data.train)} train sketches from {len(data.sources)} file(s)"
     info_path = run_dir / "dataset.json"
-    if resuming and info_path.exists():
-        factor = float(json.loads(info_path.read_text())["scale_factor"])
+    if resuming and os.path.lexists(info_path):
+        factor = float(read_json(info_path, DATASET_SCHEMA, TrainingError)["scale_factor"])
     else:
         write_json(info_path, info)
     settings = (hps.batch_size, hps.max_seq_len, hps.seed, hps.random_scale_factor,
@@ -254,9 +345,17 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
           distribution: str | None = None, devices: list[str] | None = None) -> Path:
     """Train (or resume) a run in `run_dir`; returns the run directory. `distribution` and
     `devices` choose a tf.distribute strategy (see distribute.make_strategy)."""
+    checked = HParams().with_overrides(overrides or [])  # every setting, before any work
+    if steps is not None:
+        checked.replace(num_steps=steps)
+    check_output_path(run_dir, directory=True, error=TrainingError)
     strategy = make_strategy(distribution, devices)  # first: multi-worker must precede other TF work
     run_dir = Path(run_dir) if is_chief(strategy) else _worker_dir(Path(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrainingError(f"cannot create the run directory {run_dir}: "
+                            f"{err.strerror or err}") from None
     with run_lock(run_dir), _StopFlag() as stop:  # a stop during start-up is clean too
         for leftover in run_dir.glob(".*.tmp*"):  # of a job killed while writing
             leftover.unlink(missing_ok=True)
@@ -279,6 +378,10 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
         write_json(run_dir / "status.json", status)
         try:
             _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy, stop)
+        except KeyboardInterrupt:  # a stop that could not wait for the end of a step
+            status.update(state="stopped")
+            write_json(run_dir / "status.json", status)
+            raise
         except BaseException as err:
             status.update(state="failed", error=str(err) if isinstance(err, SketchError)
                           else f"{type(err).__name__}: {err}")
@@ -295,19 +398,26 @@ def _any_worker_stops(strategy, stop: _StopFlag) -> bool:
 
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
                 status: dict, say: Callable[[str], None], strategy, stop: _StopFlag) -> None:
-    batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
-    model = build_replicated_model(hps, strategy)
+    with stop.may_block():  # start-up: a stop ends it at once
+        batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
+        model = build_replicated_model(hps, strategy)
+        step = 0
+        if resuming:
+            with strategy.scope():
+                step = load_checkpoint(run_dir / "checkpoint.npz", model)
+            try:
+                batcher.restore(load_data_state(run_dir / "checkpoint.npz"), step)
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+                raise TrainingError(f"the checkpoint {run_dir / 'checkpoint.npz'} holds a data "
+                                    f"state this data cannot take ({type(err).__name__}: {err}); "
+                                    "train into a new --out directory") from None
+            say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
+        check_same_step(strategy, step)
+        best_path = run_dir / "best.json"
+        best = (read_json(best_path, BEST_SCHEMA, TrainingError)["valid_loss"]
+                if os.path.lexists(best_path) else math.inf)
+        logs = _Logs(run_dir, step)
     evaluator = None  # the model's weights outside the strategy, for validation and samples
-    step = 0
-    if resuming:
-        with strategy.scope():
-            step = load_checkpoint(run_dir / "checkpoint.npz", model)
-        batcher.restore(load_data_state(run_dir / "checkpoint.npz"), step)
-        say(f"resuming {run_dir} from step {step} of {hps.num_steps}")
-    check_same_step(strategy, step)
-    best_path = run_dir / "best.json"
-    best = json.loads(best_path.read_text())["valid_loss"] if best_path.exists() else math.inf
-    logs = _Logs(run_dir, step)
     skipped = 0
     started = time.time()
     try:
