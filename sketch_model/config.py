@@ -64,6 +64,10 @@ class HParams:
     # Not in the paper: in training, the standard deviation (model units) of Gaussian noise on
     # each absolute point the decoder reads, with targets that lead back to the true path.
     history_noise: float = 0.0
+    # Not in the paper: in training, the share of sketches whose encoder sees only a random
+    # prefix (cut after a random whole stroke) while the decoder learns the whole sketch, so
+    # that the z of a partial drawing stands for the drawings it could become.
+    encode_prefix_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dec_model not in ("lstm", "layer_norm", "hyper"):
@@ -79,6 +83,8 @@ class HParams:
             raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
         if not 0.0 <= self.history_noise < math.inf:
             raise ValueError(f"history_noise must be a finite number >= 0, not {self.history_noise}")
+        if not 0.0 <= self.encode_prefix_prob <= 1.0:
+            raise ValueError(f"encode_prefix_prob is a probability in [0, 1], not {self.encode_prefix_prob}")
         if not 0.0 <= self.dequantize < math.inf:
             raise ValueError(f"dequantize is a noise width in data units, 0 or more, not {self.dequantize}")
         for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):

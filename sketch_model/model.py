@@ -5,10 +5,12 @@ mixture-density head of `num_mixture` bivariate Gaussians plus a 3-way pen state
 Inputs are dicts: "strokes" (B, T+1, 5) stroke-5 with the start token (0, 0, 1, 0, 0) in row
 0, "lengths" (B,) points per sketch, and optionally "eps" (B, z_size), the noise for z.
 
-Two options are not in the paper (both off by default): `position_input` gives the decoder
-the pen's absolute position at every step as well, and `history_noise` trains it on noisy
+Three options are not in the paper (all off by default): `position_input` gives the decoder
+the pen's absolute position at every step as well, `history_noise` trains it on noisy
 absolute points with targets back to the true path, so that a copy which has drifted off its
-input's path learns to come back to it.
+input's path learns to come back to it, and `encode_prefix_prob` trains the encoder on random
+prefixes of some sketches (the decoder still learns the whole), so that a partial drawing's z
+stands for the drawings it could become.
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ class SketchRNN(keras.Model):
         out = {}
         z = None
         if self.hps.conditional:
-            mu, presig = self.encode(strokes[:, 1:], lengths, training)
+            encoded = lengths
+            if training and self.hps.encode_prefix_prob > 0:
+                encoded = self._prefix_lengths(strokes[:, 1:], lengths)
+            mu, presig = self.encode(strokes[:, 1:], encoded, training)
             eps = inputs.get("eps")
             if eps is None:
                 eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
@@ -138,6 +143,22 @@ class SketchRNN(keras.Model):
         raw, _ = self.decode(strokes[:, :-1], z, self.initial_state(z, batch), training)
         out["params"] = raw
         return out
+
+    def _prefix_lengths(self, strokes, lengths):
+        """The lengths the encoder reads in training with encode_prefix_prob: with that
+        probability, a sketch's prefix up to one of its stroke ends (a pen lift before its last
+        point), drawn uniformly; otherwise, or for a sketch of one stroke, its whole length.
+        strokes (B, T, 5) without the start token. The encoder reads nothing past a length,
+        so it sees exactly the prefix."""
+        lengths = ops.cast(lengths, "int32")
+        steps = ops.arange(ops.shape(strokes)[1])[None, :]
+        lift = (strokes[..., 3] > 0.5) & (steps < lengths[:, None] - 1)
+        score = (keras.random.uniform(ops.shape(strokes)[:2], seed=self.seed_generator)
+                 + ops.cast(lift, "float32"))  # the largest is a uniformly drawn stroke end
+        cut = ops.cast(ops.argmax(score, axis=1), "int32") + 1
+        chosen = (keras.random.uniform(ops.shape(lengths), seed=self.seed_generator)
+                  < self.hps.encode_prefix_prob)
+        return ops.where(chosen & ops.any(lift, axis=1), cut, lengths)
 
     def _noisy_history(self, strokes, lengths):
         """(inputs (B, T+1, 5), targets (B, T, 5)): Gaussian noise eta_k on each absolute point

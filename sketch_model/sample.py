@@ -317,13 +317,22 @@ class Sketcher:
         return self._finish(self._sample(z, n, temperature, rng, pen_temperature=pen_temperature))
 
     def complete(self, prefix, n: int = 1, temperature: float = 0.5, seed: int | None = None,
-                 pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
+                 pen_temperature: float = PEN_TEMPERATURE,
+                 latent: str = "prefix") -> list[np.ndarray]:
         """n completions of a partial drawing; each starts with the prefix's own rows.
-        A VAE conditions on the encoded prefix."""
+        A VAE conditions on a latent z chosen by `latent`: "prefix", the encoded prefix's mu
+        (shared by the n completions), or "prior", z ~ N(0, I) drawn for each completion.
+        An unconditional model has no z and takes only "prefix"."""
+        if latent not in ("prefix", "prior"):
+            raise SketchError(f"latent must be prefix or prior, not {latent!r}")
+        if latent == "prior":
+            self._require_vae("completing from the prior")
         s3 = self._to_model(prefix)
         n, rng = _count(n), _rng(seed)
         z = None
-        if self.conditional:
+        if latent == "prior":
+            z = rng.standard_normal((n, self.hps.z_size)).astype(np.float32)
+        elif self.conditional:
             z = np.repeat(self.encode(prefix)[None], n, axis=0)
         results = self._finish(self._sample(z, n, temperature, rng, prefix=s3,
                                             pen_temperature=pen_temperature))
