@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import fcntl
+import io
 import json
 import os
 import signal
@@ -23,8 +24,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from common import ROOT, RUNS_DIR
+from sketch_model.errors import SketchError
+from sketch_model.files import MAX_LOG_BYTES, STATUS_SCHEMA, Field, open_regular, read_json
 
 POINTER = "current_job.json"
+POINTER_SCHEMA = {"run_dir": Field(str), "pid": Field(int, low=1, high=2**31 - 1),
+                  "started": Field(float)}
+MAX_RUN_NAME_BYTES = 100
 
 
 def console_path(run_dir: Path) -> Path:
@@ -73,11 +79,11 @@ def _alive(pid: int) -> bool:
 
 
 def read_status(run_dir: Path) -> dict:
+    """The run's status.json, or {} when it is missing or not a valid status."""
     try:
-        status = json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
+        return read_json(run_dir / "status.json", STATUS_SCHEMA)
+    except SketchError:
         return {}
-    return status if isinstance(status, dict) else {}
 
 
 def console_tail(run_dir: Path, lines: int = 25) -> str:
@@ -91,10 +97,10 @@ def console_tail(run_dir: Path, lines: int = 25) -> str:
 def current_job() -> Job | None:
     """The job the app started last, with its state as of now; None if there never was one."""
     try:
-        pointer = json.loads((RUNS_DIR / POINTER).read_text())
-        run_dir, pid, started = Path(pointer["run_dir"]), int(pointer["pid"]), float(pointer["started"])
-    except (OSError, ValueError, KeyError, TypeError):
+        pointer = read_json(RUNS_DIR / POINTER, POINTER_SCHEMA)
+    except SketchError:
         return None
+    run_dir, pid, started = Path(pointer["run_dir"]), pointer["pid"], float(pointer["started"])
     status = read_status(run_dir)
     alive = _alive(pid)
     state = status.get("state") or ("starting" if alive else "failed")
@@ -130,10 +136,13 @@ def start(data: list[str], steps: int, settings: dict[str, object], name: str | 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with open(console_path(run_dir), "wb") as console:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=console, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        try:
+            with open(console_path(run_dir), "wb") as console:
+                process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=console, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
+        except OSError as err:
+            raise JobRefused(f"The job cannot start: {err.strerror or err} ({run_dir}).") from None
         pointer = {"run_dir": str(run_dir), "pid": process.pid, "started": time.time(),
                    "command": command}
         tmp = RUNS_DIR / f".{POINTER}.tmp"
@@ -143,8 +152,12 @@ def start(data: list[str], steps: int, settings: dict[str, object], name: str | 
 
 
 def _new_run_dir(name: str | None) -> Path:
+    """A new directory under RUNS_DIR named after `name` (made safe), or the time."""
     base = name or time.strftime("run-%Y%m%d-%H%M%S")
     base = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-") or "run"
+    if len(base.encode("utf-8")) > MAX_RUN_NAME_BYTES:
+        raise JobRefused(f"The run name is too long: at most {MAX_RUN_NAME_BYTES} bytes "
+                         f"({len(base.encode('utf-8'))} given). Choose a shorter name.")
     candidate, n = RUNS_DIR / base, 1
     while candidate.exists() or console_path(candidate).exists():
         n += 1
@@ -161,9 +174,9 @@ def stop(job: Job) -> None:
 def read_log(run_dir: Path) -> dict[str, list[float]]:
     """log.csv as columns of floats (empty cells become NaN); {} until the first row."""
     try:
-        with open(run_dir / "log.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
+        with open_regular(run_dir / "log.csv", MAX_LOG_BYTES) as raw:
+            rows = list(csv.DictReader(io.TextIOWrapper(raw, newline="", errors="replace")))
+    except (SketchError, OSError, csv.Error):
         return {}
     columns: dict[str, list[float]] = {}
     for row in rows:
