@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -171,6 +172,28 @@ def show_card(model: sketch_model.Sketcher) -> None:
     st.markdown("  \n".join(lines))
     st.caption("Everything in the card:")
     st.json(card, expanded=False)
+    if model.path is not None:
+        show_readme(model.path)
+
+
+_PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")  # ![caption](file) in a model card
+
+
+def show_readme(directory: Path) -> None:
+    """The model card (the directory's README.md) as it is written, its pictures drawn from the
+    directory; nothing when the directory has no card."""
+    readme = directory / "README.md"
+    if not readme.is_file():
+        return
+    st.caption(f"{directory.name}/README.md:")
+    parts = _PICTURE.split(readme.read_text(encoding="utf-8", errors="replace"))
+    for i in range(0, len(parts), 3):  # text, then caption and file of the picture after it
+        if parts[i].strip():
+            st.markdown(parts[i])
+        if i + 2 < len(parts):
+            picture = (directory / parts[i + 2]).resolve()
+            if picture.is_file() and picture.is_relative_to(directory.resolve()):
+                st.image(str(picture), caption=parts[i + 1])
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -316,3 +316,21 @@ def test_the_card_of_a_streamed_run_says_so(app_dirs, tiny_models):
         assert "cat.ndjson, pig.ndjson (2 classes); streamed, 1234 validation sketches" in shown
     finally:
         shutil.rmtree(run)
+
+
+def test_the_model_card_is_shown_as_written_with_its_picture(app_dirs, tiny_models):
+    run = app_dirs["SKETCH_RUNS_DIR"] / "carded"
+    shutil.copytree(tiny_models / "tiny_vae", run)
+    shutil.copy2(APP.parent / "assets" / "models" / "sheep_vae" / "samples.png", run / "samples.png")
+    outside = os.path.relpath(APP.parent / "assets" / "models" / "sheep_uncond" / "samples.png", run)
+    (run / "README.md").write_text("# carded: a tiny VAE\n\n![16 samples](samples.png)\n\n"
+                                   f"## Limitations\nDraws only sheep.\n\n![outside]({outside})\n")
+    try:
+        at = open_page("pages/3_Generate.py", "carded (your run)")
+        shown = texts(at.sidebar.markdown)
+        assert "# carded: a tiny VAE" in shown and "## Limitations\nDraws only sheep." in shown
+        pictures = at.sidebar.image
+        assert len(pictures) == 1  # the card's own picture; never a file outside its directory
+        assert pictures[0].captions == ["16 samples"]
+    finally:
+        shutil.rmtree(run)
