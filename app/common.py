@@ -22,9 +22,11 @@ if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the re
     sys.path.append(str(ROOT))
 
 import sketch_model  # noqa: E402
-from sketch_model import datasets, fit_to_model, render  # noqa: E402
+from sketch_model import datasets, fit_to_model, google_models, render  # noqa: E402
 from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
 from sketch_model.errors import SketchError  # noqa: E402
+from sketch_model.strokes import rescale  # noqa: E402
+from sketch_model.files import STATUS_SCHEMA, read_json  # noqa: E402
 from streamlit_drawable_canvas import st_canvas  # noqa: E402
 
 # Where the app finds things; each can be pointed elsewhere with an environment variable.
@@ -59,26 +61,37 @@ def _is_model_dir(path: Path) -> bool:
 
 def _conditional(path: Path) -> bool:
     try:
-        return bool(json.loads((path / "hparams.json").read_text()).get("conditional", True))
-    except (OSError, ValueError, AttributeError):
+        return read_json(path / "hparams.json", {}).get("conditional") is not False
+    except SketchError:
         return True
 
 
 def _run_state(path: Path) -> str | None:
     try:
-        return json.loads((path / "status.json").read_text()).get("state")
-    except (OSError, ValueError, AttributeError):
+        return read_json(path / "status.json", STATUS_SCHEMA)["state"]
+    except SketchError:
         return None
 
 
+def _google_label(file: Path) -> str:
+    name, kind = file.name[:-len(".json")].rsplit(".", 1)
+    return f"{name.replace('_', ' ')} (Google{', VAE' if kind == 'vae' else ''})"
+
+
 def list_models() -> dict[str, Path]:
-    """Picker label -> directory: the bundled models (VAEs first), then the user's finished or
-    stopped runs, newest first."""
+    """Picker label -> directory or file: our bundled models (VAEs first), then Google's by
+    class name (bundled, then downloaded with `models download`), then the user's finished
+    or stopped runs, newest first."""
     models: dict[str, Path] = {}
+    google: dict[str, Path] = {}
     if MODELS_DIR.is_dir():
         for path in sorted(MODELS_DIR.iterdir(), key=lambda p: (not _conditional(p), p.name)):
             if _is_model_dir(path):
                 models[path.name] = path
+    for file in [*google_models.bundled_models(MODELS_DIR).values(),
+                 *google_models.cached_models().values()]:
+        google.setdefault(_google_label(file), file)
+    models.update(sorted(google.items()))
     if RUNS_DIR.is_dir():
         for path in sorted(RUNS_DIR.iterdir(), reverse=True):
             if _is_model_dir(path) and _run_state(path) in (None, "finished", "stopped"):
@@ -89,6 +102,8 @@ def list_models() -> dict[str, Path]:
 def _stamp(path: Path) -> float:
     """Changes when a run directory's model files change, so a re-finished run is reloaded."""
     try:
+        if path.is_file():
+            return path.stat().st_mtime
         return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
     except OSError:
         return 0.0
@@ -101,6 +116,15 @@ def _load_model(path: str, stamp: float) -> sketch_model.Sketcher:
 
 def load_model(path: Path) -> sketch_model.Sketcher | None:
     return attempt(_load_model, str(path), _stamp(path))
+
+
+def at_model_size(model: sketch_model.Sketcher, method: Callable[..., Any], *drawings: np.ndarray,
+                  **kwargs: Any) -> list[np.ndarray] | None:
+    """model.method(*drawings, **kwargs) with canvas drawings brought to the size of drawing
+    the model was trained on, and its drawings brought back to the canvas's scale."""
+    scale = model.input_scale(CANVAS_SIZE)
+    results = attempt(method, *(rescale(d, scale) for d in drawings), **kwargs)
+    return None if results is None else [rescale(r, 1.0 / scale) for r in results]
 
 
 def model_picker(*, vae_only: bool = False, where: Any = None) -> sketch_model.Sketcher | None:
@@ -118,7 +142,8 @@ def model_picker(*, vae_only: bool = False, where: Any = None) -> sketch_model.S
     chosen = st.session_state.get("model_choice")
     index = labels.index(chosen) if chosen in labels else 0
     label = where.selectbox("Model", labels, index=index, key=f"model_picker_{vae_only}",
-                            help="The bundled models and the runs you trained.")
+                            help="Type to search. Our bundled models, Google's pretrained "
+                                 "models by class, and the runs you trained.")
     st.session_state["model_choice"] = label
     model = load_model(models[label])
     if model is None:
@@ -245,32 +270,48 @@ def dataset_picker(key: str, where: Any = None, max_seq_len: int = 250):
     return (label, data) if data is not None else (None, None)
 
 
-def save_uploads(files) -> list[str]:
-    """Save uploads under RUNS_DIR/uploads (named by content) and keep those that read as sketches.
+def upload_name(name: str) -> str:
+    """A file name any file system holds for an upload called `name`: its stem (the class
+    label of an .npz) kept to letters, digits, spaces, '-' and '_' and cut to 100 bytes, and
+    its extension (.npz unless it is .ndjson)."""
+    path = Path(name.replace("\\", "/"))
+    suffix = ".ndjson" if path.suffix.lower() == ".ndjson" else ".npz"
+    stem = "".join(c if c.isalnum() or c in " -_" else "_" for c in path.stem)
+    stem = stem.encode("utf-8")[:100].decode("utf-8", errors="ignore").strip(" _") or "upload"
+    return stem + suffix
 
-    Each file is checked once per session; a file that is not a sketch file gets a message.
+
+def save_uploads(files) -> list[str]:
+    """Save uploads under RUNS_DIR/uploads (one folder per content) and keep those that read as
+    sketches; the same bytes uploaded twice, under any names, are one file.
+
+    Each content is checked once per session; a file that is not a sketch file, or that cannot
+    be saved, gets a message.
     """
-    checked = st.session_state.setdefault("checked_uploads", {})  # digest -> error or None
+    checked = st.session_state.setdefault("checked_uploads", {})  # digest -> (path, error)
     paths = []
     for file in files or []:
         content = file.getvalue()
         digest = hashlib.sha256(content).hexdigest()[:16]
-        path = RUNS_DIR / "uploads" / digest / (Path(file.name).name or "upload.npz")
         if digest not in checked:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+            path = RUNS_DIR / "uploads" / digest / upload_name(file.name)
             try:
-                if path.suffix.lower() == ".npz":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                if path.suffix == ".npz":
                     datasets.read_npz(path)
                 else:
                     datasets.read_ndjson(path)
-                checked[digest] = None
+                checked[digest] = (str(path), None)
             except SketchError as err:
-                checked[digest] = str(err)
-        if checked[digest]:
-            st.sidebar.error(f"{file.name} is not a sketch file: {checked[digest]}")
-            continue
-        paths.append(str(path))
+                checked[digest] = (str(path), f"is not a sketch file: {err}")
+            except OSError as err:
+                checked[digest] = (str(path), f"could not be saved: {err.strerror or err}")
+        path, error = checked[digest]
+        if error:
+            st.sidebar.error(f"{file.name} {error}")
+        elif path not in paths:
+            paths.append(path)
     return paths
 
 

@@ -1,7 +1,10 @@
 """Quality figures of a model on a test split: test L_R and L_KL, ending rate, reconstruction
 retrieval and shape statistics (see sketch_model.evaluate.quality_report).
 
-    python benchmarks/model_quality.py MODEL_DIR DATA... [--split test] [--seed 0] [--json]
+    python benchmarks/model_quality.py MODEL DATA... [--split test|all] [--seed 0] [--json]
+
+MODEL is a model directory or a sketch-rnn-js file; a model trained on drawings of another size
+(Google's) is judged on the data brought to its size (`data_scale` in the report).
 """
 
 import argparse
@@ -14,23 +17,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sketch_model import datasets, load_model  # noqa: E402
 from sketch_model.evaluate import evaluate_losses, quality_report  # noqa: E402
+from sketch_model.strokes import rescale  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
     parser.add_argument("data", nargs="+")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", choices=[*datasets.SPLITS, "all"],
+                        help="the split to judge on; all: every drawing of DATA (e.g. a sample file)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     started = time.time()
     sketcher = load_model(args.model_dir)
-    data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=(args.split,))
-    test = getattr(data, args.split)
+    splits = datasets.SPLITS if args.split == "all" else (args.split,)
+    data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=splits)
+    drawings = [s for split in splits for s in getattr(data, split)]
+    # a model trained on drawings of another size (Google's) gets the test set at its own size
+    scale = sketcher.data_scale(drawings)
+    test = [rescale(s, scale) for s in drawings]
     losses = evaluate_losses(sketcher.model, datasets.normalize(test, sketcher.scale_factor),
                              sketcher.hps)
-    report = {"model": args.model_dir, "split": args.split, "n": losses["n"],
+    report = {"model": args.model_dir, "split": args.split, "n": losses["n"], "data_scale": scale,
               "L_R": losses["L_R"], "L_KL": losses["L_KL"],
               **quality_report(sketcher, test, seed=args.seed),
               "seconds": round(time.time() - started, 1)}

@@ -1,4 +1,4 @@
-"""The command line: python -m sketch_model {train, eval, sample, simplify}."""
+"""The command line: python -m sketch_model {train, eval, sample, export, simplify, data, models}."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from . import __version__
 from .config import PEN_TEMPERATURE
 from .download import add_data_commands
 from .errors import DISK_FULL, SketchError
+from .files import check_output_path
+from .google_models import add_models_commands
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "models" / "sheep_vae"
 
@@ -44,11 +46,23 @@ def _sample(args: argparse.Namespace) -> None:
     from .render import save_drawings
     from .sample import load_model
 
+    check_output_path(args.out)  # before the model is loaded and the drawings made
     sketcher = load_model(args.model_dir)
     drawings = sketcher.generate(n=args.n, temperature=args.temperature, seed=args.seed,
                                  pen_temperature=args.pen_temperature)
     save_drawings(args.out, drawings)
     print(f"wrote {len(drawings)} drawing(s) to {args.out}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .sample import load_model
+    from .sketchrnn_js import export_sketchrnn_js
+
+    check_output_path(args.out)
+    written = export_sketchrnn_js(load_model(args.model_dir), args.out, name=args.name)
+    print(f"wrote {args.out}: {'VAE' if written['mode'] == 0 else 'decoder-only'} model "
+          f"{written['name']!r}, weights rounded to int16 (largest change "
+          f"{written['largest_change']:.1e}, {written['clipped']} clipped to +-10)")
 
 
 def _simplify(args: argparse.Namespace) -> None:
@@ -97,12 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file: .svg, .png or .json (stroke-3 lists)")
     p.set_defaults(run=_sample)
 
+    p = sub.add_parser("export", help="write a model in Google's sketch-rnn-js JSON format, "
+                                      "for sketch-rnn-js and @magenta/sketch")
+    p.add_argument("model_dir", help="model or run directory (LSTM cells only)")
+    p.add_argument("--out", required=True,
+                   help="FILE.gen.json for a decoder-only model, FILE.vae.json for a VAE")
+    p.add_argument("--name", help="the class name stored in the file (default: the model's)")
+    p.set_defaults(run=_export)
+
     p = sub.add_parser("simplify", help="Quick, Draw! preprocessing of a raw ndjson file")
     p.add_argument("raw", help="raw Quick, Draw! .ndjson")
     p.add_argument("--out", required=True, help="simplified .ndjson to write")
     p.set_defaults(run=_simplify)
 
     add_data_commands(sub)
+    add_models_commands(sub)
     return parser
 
 

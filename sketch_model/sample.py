@@ -15,8 +15,10 @@ drawings never end. Pass pen_temperature=temperature for the paper's sampling.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -27,9 +29,10 @@ from .cells import LN_EPSILON
 from .config import PEN_TEMPERATURE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
+from .files import BEST_SCHEMA, DATASET_SCHEMA, EVAL_SCHEMA, MAX_KERAS_BYTES, check_regular, read_json
 from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
 from .model import POSITION_SCALE, SketchRNN
-from .strokes import as_stroke3, stroke3_to_stroke5
+from .strokes import as_stroke3, longest_side, stroke3_to_stroke5
 
 MAX_CONFIG_BYTES = 1 << 20  # a .keras config of ours is about 2 kB
 
@@ -53,12 +56,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class NumpyCell:
     """One recurrent cell's step in numpy, with the weights of a cells.py layer."""
 
-    def __init__(self, layer) -> None:
-        self.kind = type(layer).__name__
-        self.layer_norm = getattr(layer, "layer_norm", True)
-        self.w = {v.path.split("/")[-1]: ops.convert_to_numpy(v) for v in layer.weights}
-        self.units = layer.units
-        self.state_size = layer.state_size
+    def __init__(self, kind: str, weights: dict[str, np.ndarray]) -> None:
+        """kind: LSTMCell or HyperLSTMCell; weights by the cell's variable names (W_xh, ...).
+        A layer-norm LSTM is an LSTMCell whose weights hold ln_gamma instead of bias."""
+        self.kind = kind
+        self.w = weights
+        self.layer_norm = kind == "HyperLSTMCell" or "ln_gamma" in weights
+        self.units = weights["W_hh"].shape[0]
+        hyper_units = weights["hyper_W_hh"].shape[0] if kind == "HyperLSTMCell" else 0
+        self.state_size = 2 * self.units + 2 * hyper_units
 
     def split_state(self, flat: np.ndarray) -> tuple:
         if self.kind == "HyperLSTMCell":
@@ -119,8 +125,35 @@ class NumpyCell:
         return state, np.stack(outputs, axis=1) if outputs else np.zeros((x.shape[0], 0, self.units))
 
 
-def _linear(layer) -> tuple[np.ndarray, np.ndarray]:
-    return ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.bias)
+@dataclasses.dataclass
+class ModelWeights:
+    """A model as plain arrays: its hparams and each weight under its Keras variable path
+    (decoder/W_xh, mixture_head/kernel, ...). What a model file of another format becomes."""
+
+    hps: HParams
+    arrays: dict[str, np.ndarray]
+
+    @classmethod
+    def from_keras(cls, model: SketchRNN) -> "ModelWeights":
+        return cls(model.hps, {v.path: ops.convert_to_numpy(v) for v in model.weights
+                               if v.trainable})
+
+    def to_keras(self) -> SketchRNN:
+        """A SketchRNN holding these weights (for evaluation; sampling needs none)."""
+        model = SketchRNN(self.hps)
+        for variable in model.weights:
+            if variable.trainable:
+                variable.assign(self.arrays[variable.path])
+        return model
+
+    def cell(self, name: str) -> NumpyCell:
+        prefix = name + "/"
+        weights = {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+        hyper = self.hps.dec_model == "hyper" and name == "decoder"
+        return NumpyCell("HyperLSTMCell" if hyper else "LSTMCell", weights)
+
+    def linear(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.arrays[f"{name}/kernel"], self.arrays[f"{name}/bias"]
 
 
 def latent_path(za: np.ndarray, zb: np.ndarray, steps: int, method: str = "slerp") -> np.ndarray:
@@ -139,6 +172,13 @@ def latent_path(za: np.ndarray, zb: np.ndarray, steps: int, method: str = "slerp
     return ((1 - t) * za + t * zb).astype(np.float32)
 
 
+def _check_temperatures(temperature: float, pen_temperature: float) -> None:
+    for name, value in (("temperature", temperature), ("pen_temperature", pen_temperature)):
+        if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+                or not 0 < value < math.inf):
+            raise SketchError(f"{name} must be a positive finite number, not {value!r}")
+
+
 def _count(n, what: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SketchError(f"{what} must be a whole number of at least 1, not {n!r}")
@@ -153,24 +193,55 @@ def _rng(seed) -> np.random.Generator:
 
 
 class Sketcher:
-    """A trained model ready to draw: wraps a SketchRNN and its data scale factor."""
+    """A trained model ready to draw: its weights (a SketchRNN, or plain arrays read from a
+    file of another format), its data scale factor and the size of drawing it expects."""
 
-    def __init__(self, model: SketchRNN, scale_factor: float, path: Path | None = None,
-                 info: dict | None = None) -> None:
-        self.model = model
-        self.hps: HParams = model.hps
+    def __init__(self, model: SketchRNN | ModelWeights, scale_factor: float,
+                 path: Path | None = None, info: dict | None = None, *,
+                 drawing_size: float | None = None, squash_latent: bool = False) -> None:
+        """drawing_size: the longest side of a typical whole training drawing, in drawing
+        units (None: unknown). squash_latent: z passes through tanh before the decoder, as in
+        sketch-rnn-js VAE files older than version 6."""
+        self._model = model if isinstance(model, SketchRNN) else None
+        self.weights = ModelWeights.from_keras(model) if self._model else model
+        self.hps: HParams = self.weights.hps
         self.scale_factor = float(scale_factor)
         self.path = path
         self.info = info or {}
-        self.decoder = NumpyCell(model.decoder)
-        self.head = _linear(model.head)
+        self.drawing_size = drawing_size
+        self.squash_latent = squash_latent
+        self.decoder = self.weights.cell("decoder")
+        self.head = self.weights.linear("mixture_head")
         if self.hps.conditional:
-            self.enc_fw, self.enc_bw = NumpyCell(model.enc_fw), NumpyCell(model.enc_bw)
-            self.to_mu, self.to_state = _linear(model.to_mu), _linear(model.to_state)
+            self.enc_fw, self.enc_bw = self.weights.cell("enc_fw"), self.weights.cell("enc_bw")
+            self.to_mu, self.to_state = self.weights.linear("mu"), self.weights.linear("initial_state")
+
+    @property
+    def model(self) -> SketchRNN:
+        """The Keras model (built from the arrays on first use when read from another format)."""
+        if self._model is None:
+            self._model = self.weights.to_keras()
+        return self._model
 
     @property
     def conditional(self) -> bool:
         return self.hps.conditional
+
+    def input_scale(self, frame: float) -> float:
+        """The factor that brings a drawing made in a frame `frame` units wide (a canvas's
+        width, 255 for simplified Quick, Draw! data) to the size of this model's training
+        drawings; 1 when the model does not say what size it expects."""
+        if not (isinstance(frame, (int, float, np.floating)) and 0 < frame < math.inf):
+            raise SketchError(f"a frame size must be a positive finite number, not {frame!r}")
+        return 1.0 if self.drawing_size is None else self.drawing_size / float(frame)
+
+    def data_scale(self, drawings: list) -> float:
+        """The factor that brings these whole drawings (a data set) to the size of this model's
+        training drawings: input_scale of their median longest side."""
+        sides = [longest_side(d) for d in drawings]
+        if not sides or not np.isfinite(sides).all() or np.median(sides) <= 0:
+            raise SketchError("the drawings have no extent to measure")
+        return self.input_scale(float(np.median(sides)))
 
     @property
     def card(self) -> dict:
@@ -261,13 +332,8 @@ class Sketcher:
                 rng: np.random.Generator, prefix: np.ndarray | None = None,
                 pen_temperature: float = PEN_TEMPERATURE) -> list[np.ndarray]:
         """n stroke-3 continuations (model units) of `prefix` from latent z (n, z) or none."""
-        for name, value in (("temperature", temperature), ("pen_temperature", pen_temperature)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
-                    or not 0 < value < math.inf):
-                raise SketchError(f"{name} must be a positive finite number, not {value!r}")
-        if z is not None and not np.all(np.isfinite(z)):
-            raise SketchError("the latent vector holds NaN or infinite values")
-        m = self.hps.num_mixture
+        _check_temperatures(temperature, pen_temperature)
+        z = self._latent(z)
         prefix = np.zeros((0, 3), np.float32) if prefix is None else prefix
         primer = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(prefix, len(prefix))])
         inputs, position = self._inputs(np.repeat(primer[None], n, axis=0), z)
@@ -277,21 +343,16 @@ class Sketcher:
         lengths = np.full(n, points.shape[1])
         ended = np.zeros(n, bool)
         rows = np.arange(n)
-        spread = np.sqrt(temperature)  # sigmas scale by sqrt(tau), as in the paper
+        m = self.hps.num_mixture
         for t in range(points.shape[1]):
-            raw = h @ self.head[0] + self.head[1]
-            pen_p = _softmax(raw[:, :3] / pen_temperature)
-            pi_p = _softmax(raw[:, 3:3 + m] / temperature)
-            mu1, mu2, ls1, ls2, corr = (raw[:, 3 + k * m:3 + (k + 1) * m] for k in range(1, 6))
+            mix = self._mixture(h, temperature, pen_temperature)
             u = rng.random((n, 2))
-            j = np.minimum((pi_p.cumsum(axis=1) < u[:, :1]).sum(axis=1), m - 1)
-            pen = np.minimum((pen_p.cumsum(axis=1) < u[:, 1:]).sum(axis=1), 2)
-            s1 = np.exp(np.clip(ls1[rows, j], -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread
-            s2 = np.exp(np.clip(ls2[rows, j], -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread
-            rho = np.tanh(np.clip(corr[rows, j], -CORR_LIMIT, CORR_LIMIT))
+            j = np.minimum((mix["pi"].cumsum(axis=1) < u[:, :1]).sum(axis=1), m - 1)
+            pen = np.minimum((mix["pen"].cumsum(axis=1) < u[:, 1:]).sum(axis=1), 2)
+            s1, s2, rho = mix["sigma_x"][rows, j], mix["sigma_y"][rows, j], mix["corr"][rows, j]
             e1, e2 = rng.standard_normal((2, n))
-            dx = mu1[rows, j] + s1 * e1
-            dy = mu2[rows, j] + s2 * (rho * e1 + np.sqrt(1.0 - rho ** 2) * e2)
+            dx = mix["mu_x"][rows, j] + s1 * e1
+            dy = mix["mu_y"][rows, j] + s2 * (rho * e1 + np.sqrt(1.0 - rho ** 2) * e2)
             newly_ended = (pen == 2) & ~ended
             lengths[newly_ended] = t
             ended |= newly_ended
@@ -305,6 +366,52 @@ class Sketcher:
             state, hs = self.decoder.run(inputs, state)
             h = hs[:, -1]
         return [np.concatenate([prefix, points[i, :lengths[i]]]) for i in range(n)]
+
+    def _latent(self, z: np.ndarray | None) -> np.ndarray | None:
+        """z as the decoder reads it; refuses NaN and infinity."""
+        if z is None:
+            return None
+        if not np.all(np.isfinite(z)):
+            raise SketchError("the latent vector holds NaN or infinite values")
+        return np.tanh(z) if self.squash_latent else z
+
+    def _mixture(self, h: np.ndarray, temperature: float,
+                 pen_temperature: float) -> dict[str, np.ndarray]:
+        """The next point's distribution from decoder outputs h (n, units), in model units:
+        pi (n, M) and pen (n, 3) at their temperatures, mu_x, mu_y, sigma_x, sigma_y and corr
+        (n, M), the sigmas scaled by sqrt(temperature) as in the paper."""
+        m = self.hps.num_mixture
+        raw = h @ self.head[0] + self.head[1]
+        mu1, mu2, ls1, ls2, corr = (raw[:, 3 + k * m:3 + (k + 1) * m] for k in range(1, 6))
+        spread = np.sqrt(temperature)
+        return {"pi": _softmax(raw[:, 3:3 + m] / temperature), "mu_x": mu1, "mu_y": mu2,
+                "sigma_x": np.exp(np.clip(ls1, -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread,
+                "sigma_y": np.exp(np.clip(ls2, -LOG_SIGMA_LIMIT, LOG_SIGMA_LIMIT)) * spread,
+                "corr": np.tanh(np.clip(corr, -CORR_LIMIT, CORR_LIMIT)),
+                "pen": _softmax(raw[:, :3] / pen_temperature)}
+
+    def distributions(self, drawing, temperature: float = 1.0,
+                      pen_temperature: float | None = None, z=None) -> dict[str, np.ndarray]:
+        """What the model expects at each point of `drawing` as it reads it (teacher forcing):
+        row k is the distribution of point k+1 after the start token and points 1..k, so there
+        are len(drawing) + 1 rows. Keys as sampling uses them: pi (mixture weights), mu_x,
+        mu_y, sigma_x, sigma_y (drawing units; sigmas scaled by sqrt(temperature)), corr, and
+        pen (probabilities of pen down, lifted, end, at pen_temperature, by default equal to
+        temperature). A VAE reads z (z_size,), by default the drawing's own latent mean."""
+        pen_temperature = temperature if pen_temperature is None else pen_temperature
+        _check_temperatures(temperature, pen_temperature)
+        s3 = self._to_model(drawing)
+        if self.conditional:
+            z = self.encode(drawing) if z is None else np.asarray(z, np.float32).reshape(-1)
+            if z.shape != (self.hps.z_size,):
+                raise SketchError(f"a latent vector has {self.hps.z_size} numbers, not {z.size}")
+            z = self._latent(z[None])
+        rows = np.concatenate([START_TOKEN[None], stroke3_to_stroke5(s3, len(s3))])
+        _, h = self.decoder.run(self._inputs(rows[None], z)[0], self._initial(z, 1))
+        mix = self._mixture(h[0], temperature, pen_temperature)
+        for key in ("mu_x", "mu_y", "sigma_x", "sigma_y"):
+            mix[key] = mix[key] * self.scale_factor
+        return mix
 
     def _finish(self, drawings: list[np.ndarray]) -> list[np.ndarray]:
         return [self._to_drawing(d) for d in drawings]
@@ -400,23 +507,29 @@ def _keras_file_hparams(keras_file: Path) -> HParams:
 
 
 def load_model(path: str | Path) -> Sketcher:
-    """Load a model directory (a bundled model or a training run) for drawing."""
+    """Load a model for drawing: a model directory (a bundled model or a training run), or a
+    sketch-rnn-js file (<class>.gen.json or <class>.vae.json, Google's published format)."""
     import keras
 
     path = Path(path)
+    if path.suffix == ".json" and not path.is_dir():
+        from .sketchrnn_js import load_sketchrnn_js
+
+        return load_sketchrnn_js(path)
     if not path.is_dir():
-        raise ModelFileError(f"{path} is not a model directory")
+        raise ModelFileError(f"{path} is not a model directory or a sketch-rnn-js .json file")
+    js_files = sorted(path.glob("*.gen.json")) + sorted(path.glob("*.vae.json"))
+    if len(js_files) == 1 and not (path / "model.keras").exists():
+        from .sketchrnn_js import load_sketchrnn_js
+
+        return load_sketchrnn_js(js_files[0])
     keras_file = path / "model.keras"
-    if not keras_file.exists():
+    if not os.path.lexists(keras_file):
         raise ModelFileError(f"{path} has no model.keras: not a model directory, or a run that "
                              "has not reached its first checkpoint yet")
-    try:
-        dataset = json.loads((path / "dataset.json").read_text())
-        factor = float(dataset["scale_factor"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelFileError(f"{path}/dataset.json is missing or unreadable ({err})") from None
-    if not (math.isfinite(factor) and factor > 1e-6):
-        raise ModelFileError(f"{path}/dataset.json has scale_factor {factor}, not a positive number")
+    check_regular(keras_file, MAX_KERAS_BYTES)  # a FIFO would hang the zip reader
+    dataset = read_json(path / "dataset.json", DATASET_SCHEMA)
+    factor = float(dataset["scale_factor"])
     hps = HParams.load(path / "hparams.json")  # refuses other or future versions clearly
     # checked before Keras builds anything; num_steps alone may grow when a run is resumed
     if _keras_file_hparams(keras_file).replace(num_steps=hps.num_steps) != hps:
@@ -429,10 +542,15 @@ def load_model(path: str | Path) -> Sketcher:
     if not isinstance(model, SketchRNN):
         raise ModelFileError(f"{keras_file} holds a {type(model).__name__}, not a sketch_model model")
     info = {"dataset": dataset}
-    for name in ("best.json", "eval.json"):
-        if (path / name).exists():
-            try:
-                info[name[:-5]] = json.loads((path / name).read_text())
-            except (OSError, ValueError):
-                pass
-    return Sketcher(model, factor, path, info)
+    for name, schema in (("best.json", BEST_SCHEMA), ("eval.json", EVAL_SCHEMA)):
+        if os.path.lexists(path / name):  # optional, but refused when present and bad
+            info[name[:-5]] = read_json(path / name, schema)
+    return Sketcher(model, factor, path, info, drawing_size=_drawing_size(dataset))
+
+
+def _drawing_size(dataset: dict) -> float | None:
+    """dataset.json's drawing_size (median longest side of the training drawings), if valid."""
+    size = dataset.get("drawing_size")
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and 0 < size < math.inf:
+        return float(size)
+    return None

@@ -32,6 +32,7 @@ import numpy as np
 
 from .config import HParams
 from .errors import ModelFileError, SketchError
+from .files import atomic_write, open_regular
 from .sample import ModelWeights, Sketcher
 
 MAX_FILE_BYTES = 64 << 20  # Google's largest files (1024-unit VAEs) are about 20 MB
@@ -69,7 +70,7 @@ def _read_json(path: Path) -> object:
         raise _fail(path, f"{info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} any "
                           "published model needs")
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, MAX_FILE_BYTES) as f:
             text = f.read(info.st_size + 1)  # read(n) reserves n bytes up front
         return json.loads(text)
     except OSError as err:
@@ -247,11 +248,5 @@ def export_sketchrnn_js(sketcher: Sketcher, out: str | Path, name: str | None = 
     clipped = sum(int(np.sum(np.abs(arrays[n]) > WEIGHT_LIMIT)) for n in names)
     change = max(float(np.max(np.abs(np.round(np.clip(arrays[n], -WEIGHT_LIMIT, WEIGHT_LIMIT) / step)
                                       * step - arrays[n]))) for n in names)
-    tmp = out.with_name(out.name + ".part")
-    try:
-        tmp.write_text(json.dumps(content))
-        os.replace(tmp, out)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise SketchError(f"could not write {out} ({err.strerror})") from None
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(content)))
     return {**info, "clipped": clipped, "largest_change": change}

@@ -228,6 +228,20 @@ def simplify_stroke3(strokes: np.ndarray, epsilon: float) -> np.ndarray:
     return polylines_to_stroke3([rdp(line, epsilon) for line in stroke3_to_polylines(strokes)])
 
 
+def longest_side(strokes: np.ndarray | list) -> float:
+    """The longer side of a drawing's bounding box (its start point included)."""
+    s3 = as_stroke3(strokes)
+    points = np.cumsum(np.vstack([np.zeros((1, 2)), s3[:, 0:2].astype(np.float64)]), axis=0)
+    return float(np.ptp(points, axis=0).max())
+
+
+def rescale(strokes: np.ndarray | list, factor: float) -> np.ndarray:
+    """The drawing with its moves multiplied by `factor` (pen states unchanged)."""
+    s3 = as_stroke3(strokes)
+    s3[:, 0:2] *= factor
+    return s3
+
+
 def fit_to_model(strokes: np.ndarray, max_len: int) -> tuple[np.ndarray, str | None]:
     """A drawing of at most `max_len` points, and a message saying what was done (None if
     nothing). RDP with a growing epsilon (relative to the drawing's size) comes first, so the

@@ -31,10 +31,8 @@ if model is not None and (complete or reconstruct):
     if drawing is not None:
         started = time.perf_counter()
         with right, st.spinner("The model is drawing…"):
-            if complete:
-                results = common.attempt(model.complete, drawing, n=n, temperature=temperature)
-            else:
-                results = common.attempt(model.reconstruct, drawing, n=n, temperature=temperature)
+            method = model.complete if complete else model.reconstruct
+            results = common.at_model_size(model, method, drawing, n=n, temperature=temperature)
         if results is not None:
             st.session_state["draw_results"] = {
                 "kind": "completion" if complete else "reconstruction",

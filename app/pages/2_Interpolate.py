@@ -6,6 +6,7 @@ import streamlit as st
 import common
 import sketch_model
 from sketch_model import render
+from sketch_model.strokes import rescale
 
 common.page_setup("Interpolate", "🔀")
 model = common.model_picker(vae_only=True)
@@ -41,6 +42,8 @@ else:
 if st.button("Encode both", type="primary", key="interp_encode", disabled=model is None):
     if source == "Draw them":
         pair = [common.canvas_drawing(j, model.hps.max_seq_len) for j in pair]
+        pair = [None if p is None else rescale(p, model.input_scale(common.CANVAS_SIZE))
+                for p in pair]
     if all(p is not None for p in pair):
         z = common.attempt(model.encode_many, pair)
         if z is not None:
