@@ -1,6 +1,7 @@
-"""Interactive latency of the bundled VAE: load_model, complete (1 and 8 candidates) on a
-40-point real prefix, reconstruct (8), interpolate (10 steps) and encode_many (200 test
-sketches, the app's latent map); median and 90th percentile.
+"""Interactive latency of a model (the bundled VAE by default): load_model, complete (1, 4 and
+8 candidates) on a 40-point real prefix and, for a VAE, reconstruct (8), interpolate (10 steps)
+and encode_many (200 test sketches, the app's latent map); median and 90th percentile. The
+drawings are brought to the model's size (Google's models draw larger than the sheep).
 
     python benchmarks/sampling_latency.py [--model assets/models/sheep_vae] [--repeats 20]
     python benchmarks/sampling_latency.py --quick      # 2 repeats, for CI
@@ -18,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from sketch_model import load_model  # noqa: E402
 from sketch_model.datasets import read_npz  # noqa: E402
+from sketch_model.strokes import rescale  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -37,19 +39,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
-    test = read_npz(args.data)["test"]
+    model = load_model(args.model)
+    scale = model.data_scale(read_npz(args.data)["test"])  # Google's models draw larger
+    test = [rescale(s, scale) for s in read_npz(args.data)["test"]]
     prefix = next(s for s in test if len(s) >= 80)[:40]
     whole = next(s for s in test if len(s) >= 80)
     other = test[1]
-    model = load_model(args.model)
     rows = [
         ("load_model", timed(lambda i: load_model(args.model), max(2, repeats // 4))),
-        ("complete n=1", timed(lambda i: model.complete(prefix, n=1, temperature=0.5, seed=i), repeats)),
-        ("complete n=8", timed(lambda i: model.complete(prefix, n=8, temperature=0.5, seed=i), repeats)),
-        ("reconstruct n=8", timed(lambda i: model.reconstruct(whole, n=8, temperature=0.5, seed=i), repeats)),
-        ("interpolate 10", timed(lambda i: model.interpolate(whole, other, steps=10, seed=i), repeats)),
-        ("encode_many 200", timed(lambda i: model.encode_many(test[:200]), repeats)),
+        *((f"complete n={n}", timed(lambda i, n=n: model.complete(prefix, n=n, temperature=0.5,
+                                                                  seed=i), repeats))
+          for n in (1, 4, 8)),
     ]
+    if model.conditional:
+        rows += [
+            ("reconstruct n=8", timed(lambda i: model.reconstruct(whole, n=8, temperature=0.5, seed=i), repeats)),
+            ("interpolate 10", timed(lambda i: model.interpolate(whole, other, steps=10, seed=i), repeats)),
+            ("encode_many 200", timed(lambda i: model.encode_many(test[:200]), repeats)),
+        ]
     print(f"{'operation':>16} {'median ms':>10} {'p90 ms':>8}")
     for name, (median, p90) in rows:
         print(f"{name:>16} {1000 * median:10.1f} {1000 * p90:8.1f}")
