@@ -6,14 +6,42 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ModelFileError
+from .files import read_json
 
 FORMAT_VERSION = 1
 # Sampling's default pen temperature: lifts and ends at the model's own probabilities
 # (sketch_model/sample.py says why this is not the paper's tau).
 PEN_TEMPERATURE = 1.0
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+_MAX_UNITS = 16384  # far above the paper's 2048: a larger model would not fit in memory
+# Field -> (test, what it must be); the types are checked first, floats are finite.
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_steps": (lambda v: 1 <= v <= 10**12, "at least 1 (and at most 10**12)"),
+    "save_every": (lambda v: 1 <= v <= 10**12, "at least 1 (and at most 10**12)"),
+    "max_seq_len": (lambda v: 1 <= v <= 100_000, "between 1 and 100000"),
+    "batch_size": (lambda v: 1 <= v <= 100_000, "between 1 and 100000"),
+    "num_mixture": (lambda v: 1 <= v <= 1000, "between 1 and 1000"),
+    "bucket_width": (lambda v: 1 <= v <= 100_000, "between 1 and 100000"),
+    "seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),
+    "kl_weight": (lambda v: v >= 0, "0 or more"),
+    "kl_weight_start": (lambda v: v >= 0, "0 or more"),
+    "kl_tolerance": (lambda v: v >= 0, "0 or more"),
+    "grad_clip": (lambda v: v > 0, "a positive number (the gradients are clipped to it)"),
+    "learning_rate": (lambda v: v > 0, "a positive number"),
+    "min_learning_rate": (lambda v: v >= 0, "0 or more"),
+    "decay_rate": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "kl_decay_rate": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "random_scale_factor": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "augment_stroke_prob": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    **{name: (lambda v: 1 <= v <= _MAX_UNITS, f"between 1 and {_MAX_UNITS}")
+       for name in ("dec_rnn_size", "enc_rnn_size", "z_size", "hyper_num_units",
+                    "hyper_embedding_size")},
+}
 
 
 @dataclasses.dataclass
@@ -74,11 +102,7 @@ class HParams:
             raise ValueError(f"dec_model must be lstm, layer_norm or hyper, not {self.dec_model!r}")
         if self.enc_model not in ("lstm", "layer_norm"):
             raise ValueError(f"enc_model must be lstm or layer_norm, not {self.enc_model!r}")
-        for name in ("max_seq_len", "dec_rnn_size", "enc_rnn_size", "z_size", "batch_size",
-                     "num_mixture", "save_every", "hyper_num_units", "hyper_embedding_size",
-                     "bucket_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        self._check_types_and_ranges()
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
         if not 0.0 <= self.history_noise < math.inf:
@@ -90,6 +114,22 @@ class HParams:
         for name in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a keep probability in (0, 1], not {getattr(self, name)}")
+
+    def _check_types_and_ranges(self) -> None:
+        """Each field of its default's type (a float finite, an int whole) and in its range."""
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), type(field.default)
+            if kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if ok and not math.isfinite(value):
+                    raise ValueError(f"{field.name} must be a finite number, not {value}")
+            else:
+                ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok:
+                raise ValueError(f"{field.name} must be {_KIND_NAMES[kind]}, not {value!r}")
+            check = _RANGES.get(field.name)
+            if check and not check[0](value):
+                raise ValueError(f"{field.name} must be {check[1]}, not {value}")
 
     def replace(self, **changes: Any) -> "HParams":
         return dataclasses.replace(self, **changes)
@@ -141,12 +181,8 @@ class HParams:
 
     @classmethod
     def load(cls, path: str | Path) -> "HParams":
+        data = read_json(path, {})  # a regular file of at most files.MAX_JSON_BYTES
         try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"{path} is missing: not a sketch_model model directory") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelFileError(f"{path} is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise ModelFileError(f"{path} does not hold a JSON object of hparams")
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except ModelFileError as err:
+            raise ModelFileError(f"{path}: {err}") from None
