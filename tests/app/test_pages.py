@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from canvas_json import APP, canvas, canvas_value, circle_stroke, fabric_path, zigzags
 
+SHARED_GOOGLE = APP.parent.parent / "shared" / "data" / "sketchrnn_js_models"
 PAGES = ["pages/1_Draw_and_complete.py", "pages/2_Interpolate.py", "pages/3_Generate.py",
          "pages/4_Train.py", "pages/5_Dataset_gallery.py"]
 
@@ -334,3 +335,27 @@ def test_the_model_card_is_shown_as_written_with_its_picture(app_dirs, tiny_mode
         assert pictures[0].captions == ["16 samples"]
     finally:
         shutil.rmtree(run)
+
+
+def test_a_google_model_completes_at_the_canvas_scale(tmp_path, monkeypatch):
+    """A downloaded Google model is offered by its class name; the canvas drawing goes to it at
+    the model's size and its continuation comes back at the canvas's."""
+    import numpy as np
+
+    cache = tmp_path / "cache" / "sketchrnn_js"
+    cache.mkdir(parents=True)
+    shutil.copy(SHARED_GOOGLE / "key.gen.json", cache / "key.gen.json")
+    monkeypatch.setenv("SKETCH_MODEL_CACHE", str(tmp_path / "cache"))
+    at = open_page("pages/1_Draw_and_complete.py", model="key (Google)")
+    assert "key (Google)" in at.sidebar.selectbox[0].options
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(2)
+    at.button(key="complete").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    result = at.session_state["draw_results"]
+    prefix = result["input"]
+    for drawing in result["drawings"]:
+        np.testing.assert_allclose(drawing[:len(prefix)], prefix, rtol=1e-5, atol=1e-3)
+        added = np.cumsum(drawing[:, :2], axis=0)[len(prefix):]
+        if len(added):  # the continuation stays near the canvas, not 850 / 360 times larger
+            assert np.ptp(added, axis=0).max() < 3 * 360
