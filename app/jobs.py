@@ -159,7 +159,7 @@ def _new_run_dir(name: str | None) -> Path:
         raise JobRefused(f"The run name is too long: at most {MAX_RUN_NAME_BYTES} bytes "
                          f"({len(base.encode('utf-8'))} given). Choose a shorter name.")
     candidate, n = RUNS_DIR / base, 1
-    while candidate.exists() or console_path(candidate).exists():
+    while os.path.lexists(candidate) or os.path.lexists(console_path(candidate)):
         n += 1
         candidate = RUNS_DIR / f"{base}-{n}"
     return candidate

@@ -38,8 +38,8 @@ from .distribute import (build_replicated_model, check_same_step, is_chief, loca
 from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
 from .files import (BEST_SCHEMA, DATASET_SCHEMA, MAX_CHECKPOINT_BYTES, MAX_LOG_BYTES,
-                    atomic_write, check_output_path, open_lock_file, open_regular, read_json,
-                    write_json)
+                    atomic_write, check_output_path, check_regular, open_lock_file, open_regular,
+                    read_json, write_json)
 from .model import SketchRNN, kl_weight_at, take_skipped_step
 from .stream import StreamBatcher, is_streamed, survey
 
@@ -254,6 +254,8 @@ class _Logs:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         self.file = os.fdopen(fd, "w", newline="")
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        if (run_dir / "tb").is_symlink():  # its event files would be written wherever it points
+            raise TrainingError(f"{run_dir / 'tb'} is a symbolic link; remove it and run again")
         self.tb = Writer(str(run_dir / "tb"))
 
     def _kept_rows(self, start_step: int) -> Iterator[dict]:
@@ -335,7 +337,8 @@ def _worker_dir(run_dir: Path) -> Path:
     step with the chief but must not write into its run directory."""
     scratch = Path(tempfile.mkdtemp(prefix="sketch_model_worker_"))
     for name in ("hparams.json", "dataset.json", "best.json", "checkpoint.npz"):
-        if (run_dir / name).exists():
+        if os.path.lexists(run_dir / name):
+            check_regular(run_dir / name, MAX_CHECKPOINT_BYTES, TrainingError)
             shutil.copy2(run_dir / name, scratch / name)
     return scratch
 

@@ -300,6 +300,16 @@ def test_the_lock_is_never_a_link_followed_or_a_fifo_waited_on(run_dir, tmp_path
     assert victim.read_text() == "precious"
 
 
+def test_a_tb_folder_that_is_a_link_is_refused(run_dir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(run_dir / "tb")
+    (run_dir / "tb").symlink_to(elsewhere)
+    with pytest.raises(TrainingError, match="tb is a symbolic link"):
+        resume(run_dir)
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_directory_where_the_checkpoint_goes_is_a_clear_error(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoint.npz").mkdir(parents=True)
