@@ -163,7 +163,7 @@ class HParams:
         """Rebuild from `to_dict` output; unknown keys or a newer format are refused."""
         data = dict(data)
         version = data.pop("format_version", None)
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise ModelFileError(
                 f"hparams format version {version!r} is not supported (this library reads version "
                 f"{FORMAT_VERSION}); was the model made by another version of sketch_model?")

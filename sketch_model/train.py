@@ -58,7 +58,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.seek(0)
-        owner = handle.read().strip() or "unknown"
+        owner = handle.read(32).strip() or "unknown"
         handle.close()
         raise TrainingError(f"another training job (pid {owner}) is using {run_dir}; "
                             "wait for it to finish or stop it first") from None
@@ -95,15 +95,32 @@ def _read_checkpoint(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
         with open_regular(path, MAX_CHECKPOINT_BYTES, TrainingError) as handle:
             with zipfile.ZipFile(handle) as archive:
                 unpacked = sum(info.file_size for info in archive.infolist())
-            if unpacked > MAX_CHECKPOINT_BYTES:
-                raise ValueError(f"it unpacks to {unpacked} bytes, over the limit of "
-                                 f"{MAX_CHECKPOINT_BYTES}")
+                if unpacked > MAX_CHECKPOINT_BYTES:
+                    raise ValueError(f"it unpacks to {unpacked} bytes, over the limit of "
+                                     f"{MAX_CHECKPOINT_BYTES}")
+                for info in archive.infolist():
+                    _check_npy_header(archive, info)
             handle.seek(0)
             with np.load(handle, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files if key.startswith(prefix)}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise TrainingError(f"the checkpoint {path} is unreadable ({err}); "
                             "delete it to start the run again") from None
+
+
+def _check_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Raise ValueError unless the .npy member `info` holds no objects and no more array bytes
+    than the member itself: numpy allocates the whole array from the header before reading."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(member)
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects")
+    if math.prod(shape) * dtype.itemsize > info.file_size:
+        raise ValueError(f"{info.filename} declares a {dtype} array of shape {shape}, larger "
+                         f"than the {info.file_size} bytes it holds")
 
 
 def load_checkpoint(path: Path, model: SketchRNN) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +157,7 @@ BAD_FIELDS = [
     ("hparams.json", {"dec_rnn_size": 10**9}, "dec_rnn_size"),
     ("hparams.json", {"conditional": "yes"}, "conditional"),
     ("hparams.json", {"seed": -1}, "seed"),
+    ("hparams.json", {"format_version": True}, "format version True"),
 ]
 
 
@@ -261,6 +264,19 @@ def test_a_checkpoint_with_a_bad_step_or_dtype_is_refused(run_dir, change, expec
     with open(path, "wb") as f:
         np.savez(f, **arrays)
     with pytest.raises(TrainingError, match=expected):
+        resume(run_dir)
+
+
+def test_a_checkpoint_array_larger_than_its_bytes_is_refused_before_it_is_allocated(run_dir):
+    """A 12-byte member whose header declares 40 GB: numpy would allocate it all first."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**10,)})
+    path = run_dir / "checkpoint.npz"
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("data/huge.npy", header.getvalue() + b"\0" * 12)
+    with pytest.raises(TrainingError, match=r"data/huge.npy declares a float32 array of shape "
+                                            r"\(10000000000,\)"):
         resume(run_dir)
 
 
