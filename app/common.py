@@ -23,9 +23,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the re
 
 import sketch_model  # noqa: E402
 from sketch_model import datasets, fit_to_model, google_models, render  # noqa: E402
-from sketch_model.canvas import canvas_to_stroke3  # noqa: E402
+from sketch_model.canvas import (canvas_to_stroke3, fabric_to_polylines,  # noqa: E402
+                                 polylines_to_fabric)
 from sketch_model.errors import SketchError  # noqa: E402
-from sketch_model.strokes import rescale  # noqa: E402
+from sketch_model.strokes import rescale, stroke3_to_polylines  # noqa: E402
 from sketch_model.files import STATUS_SCHEMA, read_json  # noqa: E402
 from streamlit_drawable_canvas import st_canvas  # noqa: E402
 
@@ -36,6 +37,7 @@ DATA_DIR = Path(os.environ.get("SKETCH_DATA_DIR", ROOT / "assets" / "data"))
 
 CANVAS_SIZE = 360
 USER_COLOR = "#d62728"  # the user's own strokes in results
+MODEL_COLOR = "#1f77b4"  # the model's strokes drawn on the user's canvas
 MAX_CANDIDATES = 9
 
 
@@ -148,6 +150,7 @@ def model_picker(*, vae_only: bool = False, where: Any = None) -> sketch_model.S
     model = load_model(models[label])
     if model is None:
         return None
+    where.caption(model_summary(model))
     with where.expander("Model card", expanded=False):
         show_card(model)
     if vae_only and not model.hps.conditional:
@@ -155,6 +158,19 @@ def model_picker(*, vae_only: bool = False, where: Any = None) -> sketch_model.S
                    "Pick a VAE (conditional) model for this.")
         return None
     return model
+
+
+def model_summary(model: sketch_model.Sketcher) -> str:
+    """One line: what the model is, who trained it, on what."""
+    kind = ("VAE: completes, redraws and morphs" if model.hps.conditional
+            else "decoder only: completes and generates")
+    js = model.info.get("sketchrnn_js")
+    if js:
+        name = str(js.get("name", "")).replace("_", " ") or "its class"
+        return f"{kind}. Trained by Google (Magenta) on Quick, Draw! {name}."
+    data = model.info.get("dataset") or {}
+    sources = ", ".join(Path(s).name for s in data.get("sources", [])) or "unknown data"
+    return f"{kind}. Trained with this app's trainer on {sources}."
 
 
 def _losses(values: Any) -> str:
@@ -324,11 +340,16 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
     initial drawing, so the browser and the session agree on what is drawn.
     """
     version = st.session_state.setdefault(f"{key}_version", 0)
+    saved = st.session_state.get(f"{key}_json")
+    if f"{key}_{version}" not in st.session_state and saved and saved.get("objects"):
+        # back on the page: the canvas widget was forgotten, the drawing was not
+        st.session_state[f"{key}_initial"] = {"objects": list(saved["objects"])}
+        version = st.session_state[f"{key}_version"] = version + 1
     initial = st.session_state.get(f"{key}_initial")
     result = st_canvas(stroke_width=3, stroke_color="#000000", background_color="#ffffff",
                        height=size, width=size, drawing_mode="freedraw",
                        initial_drawing=initial, key=f"{key}_{version}")
-    json_data = result.json_data
+    json_data = result.json_data if result.json_data is not None else initial
     st.session_state[f"{key}_json"] = json_data
 
     def reset(undo: bool) -> None:
@@ -337,6 +358,7 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
         raw = (state.get("drawing") or {}).get("raw") if isinstance(state, dict) else None
         current = list((raw or json_data or {}).get("objects") or [])
         st.session_state[f"{key}_initial"] = {"objects": current[:-1]} if undo else None
+        st.session_state[f"{key}_json"] = st.session_state[f"{key}_initial"]
         st.session_state[f"{key}_version"] = version + 1
 
     objects = list((json_data or {}).get("objects") or [])
@@ -347,6 +369,35 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
                  disabled=not objects, width="stretch")
     info.container(key=f"{key}_count").caption(f"{len(objects)} stroke{'s' * (len(objects) != 1)}")
     return json_data
+
+
+def drawing_digest(json_data: dict | None) -> str:
+    """Names what is on a canvas: results made from it carry it, so that they are shown only
+    beside the drawing they were made from."""
+    try:  # by geometry: the canvas re-serialises what it was given with other fields
+        lines, _ = fabric_to_polylines(json_data or {"objects": []})
+        content = json.dumps([np.round(line, 1).tolist() for line in lines])
+    except SketchError:
+        content = json.dumps(json_data, sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def keep_on_canvas(key: str, drawing: np.ndarray, prefix_len: int) -> None:
+    """Put a result's rows after `prefix_len` (canvas pixels, from the canvas's origin) on the
+    canvas as strokes the user can draw on and undo: an on_click callback."""
+    lines = stroke3_to_polylines(drawing)[int(np.sum(drawing[:prefix_len, 2] > 0)):]
+    current = list((st.session_state.get(f"{key}_json") or {}).get("objects") or [])
+    kept = {"objects": current + polylines_to_fabric(lines)}
+    st.session_state[f"{key}_initial"] = st.session_state[f"{key}_json"] = kept
+    st.session_state[f"{key}_version"] = st.session_state.get(f"{key}_version", 0) + 1
+
+
+def in_place_svg(drawing: np.ndarray, prefix_len: int, size: int = CANVAS_SIZE) -> str:
+    """A result where it belongs on the canvas, at the canvas's size: the user's rows in
+    black, the model's in MODEL_COLOR."""
+    return render.to_svg(drawing, size=size, margin=0.0, bounds=(0, 0, size, size),
+                         stroke_width=3.0, color=MODEL_COLOR, highlight_rows=prefix_len,
+                         highlight_color="#000000")
 
 
 def canvas_drawing(json_data: dict | None, max_len: int | None = None) -> np.ndarray | None:

@@ -276,3 +276,27 @@ def canvas_to_stroke3(json_data: dict, epsilon: float = 2.0) -> tuple[np.ndarray
     """
     polylines, skipped = fabric_to_polylines(json_data)
     return polylines_to_stroke3([rdp(line, epsilon) for line in polylines]), skipped
+
+
+def polylines_to_fabric(polylines: list, color: str = "#000000", width: float = 3.0) -> list[dict]:
+    """Fabric.js path objects that draw absolute `polylines` (canvas pixels) where they are:
+    what a canvas's initial drawing takes to hold strokes made elsewhere (a model's)."""
+    objects = []
+    for line in polylines:
+        points = np.asarray(line, dtype=np.float64).reshape(-1, 2)
+        if len(points) == 0 or not np.all(np.isfinite(points)):
+            raise DrawingError("a polyline must hold finite points")
+        low, high = points.min(axis=0), points.max(axis=0)
+        commands = [["M", *points[0]]] + [["L", *p] for p in points[1:]]
+        if len(points) == 1:  # a dot: Fabric draws nothing for a lone M
+            commands.append(["L", *points[0]])
+        objects.append({
+            "type": "path", "version": "4.4.0", "originX": "left", "originY": "top",
+            "left": float(low[0] - width / 2), "top": float(low[1] - width / 2),
+            "width": float(high[0] - low[0]), "height": float(high[1] - low[1]),
+            "pathOffset": {"x": float((low[0] + high[0]) / 2), "y": float((low[1] + high[1]) / 2)},
+            "fill": None, "stroke": color, "strokeWidth": float(width),
+            "strokeLineCap": "round", "strokeLineJoin": "round",
+            "path": [[c[0], *(float(v) for v in c[1:])] for c in commands],
+        })
+    return objects

@@ -309,3 +309,20 @@ def test_fabric_7_paths_of_streamlit_drawable_canvas_0_13() -> None:
     lines, skipped = fabric_to_polylines({"objects": [obj]})
     assert skipped == 0 and len(lines) == 1
     np.testing.assert_allclose(lines[0] - lines[0][0], np.subtract(samples, samples[0]), atol=1e-6)
+
+
+def test_polylines_to_fabric_round_trip():
+    """Paths written for a canvas's initial drawing parse back to the same points, where they
+    were: the parser is the reference (checked against Fabric.js in the browser tests)."""
+    from sketch_model.canvas import polylines_to_fabric
+
+    lines = [np.array([[10.5, 20.0], [50.0, 80.25], [90.0, 30.0]]),
+             np.array([[200.0, 200.0], [250.0, 210.0]]), np.array([[5.0, 5.0]])]
+    objects = polylines_to_fabric(lines, color="#1f77b4", width=3.0)
+    assert [o["stroke"] for o in objects] == ["#1f77b4"] * 3
+    back, skipped = fabric_to_polylines({"objects": objects})
+    assert skipped == 0 and len(back) == 3
+    for mine, theirs in zip(lines, back):
+        np.testing.assert_allclose(theirs, mine, atol=1e-9)
+    with pytest.raises(DrawingError):
+        polylines_to_fabric([np.array([[np.nan, 1.0]])])

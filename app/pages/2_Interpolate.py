@@ -14,7 +14,7 @@ model = common.model_picker(vae_only=True)
 with st.sidebar:
     method = st.radio("Path", ["slerp", "linear"], key="interp_method", horizontal=True,
                       help="slerp follows the sphere where most of a Gaussian's mass lies.")
-    steps = st.slider("In-betweens in the strip", 3, 12, 8, key="interp_steps")
+    steps = st.slider("Drawings in the strip, both ends included", 3, 12, 8, key="interp_steps")
     temperature = st.slider("Temperature", 0.01, 1.0, 0.1, 0.01, key="interp_temperature")
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="interp_seed")
 

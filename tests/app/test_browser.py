@@ -7,6 +7,7 @@ Screenshots and the Complete timing go to test-artifacts/.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -188,8 +189,8 @@ def _complete_four(page) -> float:
 
 
 def _check_downloads(page) -> None:
-    """The first candidate's Save menu gives a real SVG, PNG and stroke-3 JSON file."""
-    first = page.locator(".st-key-draw_candidate_0")
+    """The Save menu of the drawing shown in place gives a real SVG, PNG and stroke-3 JSON."""
+    first = page.locator(".st-key-draw_shown")
     for label, check in (("SVG", lambda b: b"<svg" in b[:200]),
                          ("PNG", lambda b: b.startswith(b"\x89PNG")),
                          ("JSON", lambda b: all(len(row) == 3 for row in json.loads(b)))):
@@ -223,6 +224,49 @@ def test_draw_and_complete_four_candidates(page, server, artifacts):
     timings["machine"] = f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     (artifacts / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print("Complete with 4 candidates, click to result:", timings)
+
+
+def test_google_class_completes_in_place_keep_and_draw_on(page, server, artifacts):
+    """Pick a Google class, draw half a bicycle with the mouse, Complete: the continuation is
+    drawn on the drawing itself; Keep puts it on the canvas; draw one more stroke and Complete
+    again."""
+    if "google_bicycle" not in server["models"]:
+        pytest.fail("the bundled Google bicycle model is missing from assets/models")
+    open_page(page, server, "Draw_and_complete")
+    choose_model(page, "bicycle (Google)")
+    wheel = [(110 + 45 * math.cos(a / 10 * math.pi), 230 + 45 * math.sin(a / 10 * math.pi))
+             for a in range(21)]
+    draw_stroke(page, "draw", wheel)
+    draw_stroke(page, "draw", [(110, 230), (170, 160), (230, 230)])
+    _complete_four(page)
+    shown = page.locator(".st-key-draw_shown img")
+    expect(shown).to_have_count(1)
+    assert shown.bounding_box()["width"] >= 300, "the candidate is shown at the canvas's size"
+    page.screenshot(path=str(artifacts / "complete_in_place.png"), full_page=True)
+    page.locator(".st-key-draw_keep button").click()
+    wait_idle(page)
+    count = int(page.locator(".st-key-draw_count").inner_text().split()[0])
+    assert count > 2, "the kept continuation is on the canvas as strokes"
+    expect(page.locator("[class*='st-key-draw_candidate_']")).to_have_count(0)
+    version = int(page.evaluate(
+        "() => [...document.querySelectorAll('[class*=\"st-key-draw_\"] canvas.upper-canvas')]"
+        ".map(c => c.closest('[class*=\"st-key-draw_\"]').className.match(/st-key-draw_(\\d+)/))"
+        ".filter(Boolean).map(m => +m[1]).pop()"))
+    draw_stroke(page, "draw", [(60, 60), (100, 50)], version=version)
+    _complete_four(page)
+    page.screenshot(path=str(artifacts / "complete_in_place_after_keep.png"), full_page=True)
+
+
+def test_live_mode_completes_after_a_stroke(page, server):
+    open_page(page, server, "Draw_and_complete")
+    choose_model(page, "tiny_uncond")
+    page.locator(".st-key-draw_live label").click()
+    wait_idle(page)
+    draw_stroke(page, "draw", sheep_points())
+    expect(page.locator("[class*='st-key-draw_candidate_'] img")).to_have_count(4)
+    page.locator(".st-key-draw_clear button").click()
+    wait_idle(page)
+    expect(page.locator("[class*='st-key-draw_candidate_']")).to_have_count(0)
 
 
 def test_undo_clear_and_an_empty_canvas(page, server):

@@ -125,7 +125,85 @@ def test_complete_shows_candidates_with_the_prefix():
     for drawing in result["drawings"]:
         assert (drawing[: len(prefix)] == prefix).all()
     assert result["prefix_len"] == len(prefix)
-    assert len(at.download_button) >= 4 * 3  # SVG, PNG and JSON for each
+    assert len(at.download_button) == 3  # SVG, PNG and JSON of the drawing shown in place
+    assert at.button(key="draw_keep")
+    assert at.segmented_control(key="draw_pick").value == 0
+
+
+def test_keep_puts_the_continuation_on_the_canvas_and_drops_the_results():
+    """Keep adds the chosen candidate's strokes after the user's, where they were drawn; the
+    results, made from the drawing before, are gone; Complete works again on the new drawing."""
+    import numpy as np
+
+    from sketch_model.canvas import fabric_to_polylines
+    from sketch_model.strokes import stroke3_to_polylines
+
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(3)
+    at.button(key="complete").click().run()
+    at.segmented_control(key="draw_pick").set_value(1).run()
+    result = at.session_state["draw_results"]
+    chosen = result["drawings"][1]
+    user_lines = stroke3_to_polylines(result["input"])
+    model_lines = stroke3_to_polylines(chosen)[len(user_lines):]
+    at.button(key="draw_keep").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    objects = at.session_state["draw_initial"]["objects"]
+    assert objects[0] == circle_stroke() and len(objects) == 1 + len(model_lines)
+    kept, _ = fabric_to_polylines({"objects": objects[1:]})
+    for mine, theirs in zip(kept, model_lines):
+        np.testing.assert_allclose(mine, theirs, atol=1e-3)
+    assert "draw_results" not in at.session_state
+    at.button(key="complete").click().run()
+    assert len(at.session_state["draw_results"]["input"]) > len(result["input"]) or not model_lines
+
+
+def test_results_belong_to_their_drawing():
+    """A new stroke or Clear makes the results stale: they are dropped, not shown."""
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(1)
+    at.button(key="complete").click().run()
+    assert "draw_results" in at.session_state
+    draw(at, "draw", canvas(circle_stroke(), circle_stroke(r=30)))
+    at.run()
+    assert "draw_results" not in at.session_state
+    at.button(key="complete").click().run()
+    at.button(key="draw_clear").click().run()
+    assert "draw_results" not in at.session_state
+    assert "Draw on the canvas" in texts(at.info)
+
+
+def test_live_mode_completes_after_each_stroke_without_a_click():
+    at = open_page("pages/1_Draw_and_complete.py")
+    at.slider(key="draw_n").set_value(2)
+    at.toggle(key="draw_live").set_value(True).run()
+    assert "draw_results" not in at.session_state
+    draw(at, "draw", canvas(circle_stroke()))
+    at.run()
+    first = at.session_state["draw_results"]
+    assert len(first["drawings"]) == 2
+    at.run()  # nothing new drawn: the same results, not fresh ones
+    assert at.session_state["draw_results"] is first or \
+        at.session_state["draw_results"]["digest"] == first["digest"]
+    draw(at, "draw", canvas(circle_stroke(), circle_stroke(r=30)))
+    at.run()
+    assert at.session_state["draw_results"]["digest"] != first["digest"]
+
+
+def test_the_drawing_and_results_survive_leaving_the_page():
+    at = open_page("pages/1_Draw_and_complete.py")
+    draw(at, "draw", canvas(circle_stroke()))
+    at.slider(key="draw_n").set_value(2)
+    at.button(key="complete").click().run()
+    results = at.session_state["draw_results"]
+    at.switch_page("pages/3_Generate.py").run()
+    at.switch_page("pages/1_Draw_and_complete.py").run()
+    assert not at.exception
+    version = at.session_state["draw_version"]
+    assert at.session_state["draw_initial"]["objects"] == [circle_stroke()] and version >= 1
+    assert at.session_state["draw_results"]["digest"] == results["digest"]
 
 
 def test_reconstruct_with_a_vae_and_not_without():
