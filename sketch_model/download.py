@@ -199,13 +199,14 @@ def _transfer(url: str, handle: BinaryIO, label: str, max_bytes: int) -> None:
                 bar.update(len(chunk))
                 if time.monotonic() > deadline:
                     handle.flush()
-                    raise DataFileError(f"the download of {label} took over {DEADLINE_SECONDS:.0f} s "
-                                  f"({size} bytes so far); run the same command again to resume")
+                    raise DataFileError(f"the download of {label} took over "
+                                        f"{DEADLINE_SECONDS:.0f} s ({size} bytes so far); "
+                                        "run the same command again to resume")
     handle.flush()
     size = os.fstat(handle.fileno()).st_size
     if total is not None and size != total:
         raise DataFileError(f"the download of {label} stopped at {size} of {total} bytes; "
-                      "run the same command again to resume")
+                            "run the same command again to resume")
 
 
 class _Redirects(HTTPRedirectHandler):
@@ -227,7 +228,8 @@ def _open(url: str, offset: int) -> http.client.HTTPResponse:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        return build_opener(_Redirects).open(Request(url, headers=headers), timeout=TIMEOUT_SECONDS)
+        return build_opener(_Redirects).open(Request(url, headers=headers),
+                                             timeout=TIMEOUT_SECONDS)
     except HTTPError as err:
         err.close()
         if err.code == 416 and offset:
@@ -248,8 +250,8 @@ def _start_and_total(response: http.client.HTTPResponse, offset: int,
     if response.status == 206:
         match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
         if not match or int(match[1]) != offset:
-            raise DataFileError(f"{url} answered the request for bytes {offset}- with the range "
-                          f"{response.headers.get('Content-Range')!r}")
+            raise DataFileError(f"{url} answered the request for bytes {offset}- with the "
+                                f"range {response.headers.get('Content-Range')!r}")
         return offset, None if match[2] == "*" else int(match[2])
     length = response.headers.get("Content-Length")
     return 0, int(length) if length and length.isdigit() and len(length) < 20 else None
@@ -261,7 +263,7 @@ def _read(response: http.client.HTTPResponse, label: str) -> bytes:
         return response.read1(CHUNK_BYTES)
     except (OSError, http.client.HTTPException) as err:
         raise DataFileError(f"the connection broke while downloading {label} ({err}); "
-                      "run the same command again to resume") from None
+                            "run the same command again to resume") from None
 
 
 def check_npz(path: Path) -> None:
@@ -271,7 +273,8 @@ def check_npz(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise DataFileError(f"it is not a zip file, so not an .npz ({err}); an error page?") from None
+        raise DataFileError(f"it is not a zip file, so not an .npz ({err}); "
+                            "an error page?") from None
     missing = sorted({f"{split}.npy" for split in ("train", "valid", "test")} - names)
     if missing:
         raise DataFileError(f"the .npz lacks {', '.join(missing)}")

@@ -216,7 +216,8 @@ def open_lock_file(path: Path) -> int:
                      0o644)
     except OSError as err:
         reason = "it is a symbolic link" if os.path.islink(path) else err.strerror or str(err)
-        raise TrainingError(f"cannot take the lock {path}: {reason}; remove it and run again") from None
+        raise TrainingError(f"cannot take the lock {path}: {reason}; "
+                            "remove it and run again") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise TrainingError(f"cannot take the lock {path}: it is {_kind(os.stat(path).st_mode)}, "
@@ -231,9 +232,10 @@ def check_output_path(path: str | Path, *, directory: bool = False,
     and is a directory, and `path` itself is not something of another kind. Raises `error`."""
     path = Path(path)
     for part in path.parts:
-        if len(os.fsencode(part)) > NAME_MAX:
-            raise error(f"the name {part[:30]}... in {str(path)[:60]}... is {len(os.fsencode(part))} "
-                        f"bytes long; file names hold at most {NAME_MAX}")
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise error(f"the name {part[:30]}... in {str(path)[:60]}... is {size} bytes long; "
+                        f"file names hold at most {NAME_MAX}")
     if len(os.fsencode(str(path.absolute()))) >= 4096:
         raise error(f"the path {str(path)[:60]}... is too long")
     if os.path.lexists(path):

@@ -46,7 +46,8 @@ def _strokes(drawing: object, rows: tuple[int, ...]) -> list[np.ndarray]:
     if not isinstance(drawing, list) or not drawing:
         raise DrawingError("a Quick, Draw! drawing is a non-empty list of strokes")
     if len(drawing) > MAX_STROKES:
-        raise DrawingError(f"the drawing has {len(drawing)} strokes, over the limit of {MAX_STROKES}")
+        raise DrawingError(f"the drawing has {len(drawing)} strokes, "
+                           f"over the limit of {MAX_STROKES}")
     strokes, total = [], 0
     for i, stroke in enumerate(drawing):
         if not isinstance(stroke, list) or len(stroke) not in rows:
@@ -211,6 +212,7 @@ def simplify_ndjson(src: Path, dst: Path, max_line_bytes: int = MAX_LINE_BYTES) 
     except BaseException as err:  # a stop too: no .partial is left behind
         partial.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise DataFileError(f"cannot simplify {src} into {dst}: {err.strerror or err}") from None
+            raise DataFileError(f"cannot simplify {src} into {dst}: "
+                                f"{err.strerror or err}") from None
         raise
     return counts

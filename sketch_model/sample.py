@@ -29,7 +29,8 @@ from .cells import LN_EPSILON
 from .config import PEN_TEMPERATURE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
-from .files import BEST_SCHEMA, DATASET_SCHEMA, EVAL_SCHEMA, MAX_KERAS_BYTES, check_regular, read_json
+from .files import (BEST_SCHEMA, DATASET_SCHEMA, EVAL_SCHEMA, MAX_KERAS_BYTES, check_regular,
+                    read_json)
 from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
 from .model import POSITION_SCALE, SketchRNN
 from .strokes import as_stroke3, longest_side, stroke3_to_stroke5

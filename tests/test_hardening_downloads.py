@@ -218,8 +218,8 @@ def test_a_server_that_never_answers_times_out(server, cache, monkeypatch):
 
 
 def test_a_few_redirects_are_followed(server, cache):
-    [path] = download.download(["sheep"], "npz", cache, f"{server.url}/hops{download.MAX_REDIRECTS}",
-                               say=lambda _: None)
+    hops = f"{server.url}/hops{download.MAX_REDIRECTS}"
+    [path] = download.download(["sheep"], "npz", cache, hops, say=lambda _: None)
     assert path.read_bytes() == SHEEP.read_bytes()
     assert len(server.requests) == download.MAX_REDIRECTS + 1
 
