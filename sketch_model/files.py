@@ -18,7 +18,7 @@ import math
 import os
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, TextIO
 
 from .errors import DISK_FULL, ModelFileError, SketchError, TrainingError
 
@@ -206,6 +206,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_json(path: Path, data: dict) -> None:
     """`data` as indented JSON, written with atomic_write."""
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def open_append(path: Path) -> TextIO:
+    """The regular file `path` opened to append text, never through a link or into a FIFO
+    swapped in for it; raises TrainingError otherwise."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise _write_error(path, err) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TrainingError(f"cannot write {path}: it is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "w", newline="")
 
 
 def open_lock_file(path: Path) -> int:

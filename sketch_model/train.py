@@ -38,8 +38,8 @@ from .distribute import (build_replicated_model, check_same_step, is_chief, loca
 from .errors import SketchError, TrainingError
 from .evaluate import evaluate_losses
 from .files import (BEST_SCHEMA, DATASET_SCHEMA, MAX_CHECKPOINT_BYTES, MAX_LOG_BYTES,
-                    atomic_write, check_output_path, check_regular, open_lock_file, open_regular,
-                    read_json, write_json)
+                    atomic_write, check_output_path, check_regular, open_append, open_lock_file,
+                    open_regular, read_json, write_json)
 from .model import SketchRNN, kl_weight_at, take_skipped_step
 from .stream import StreamBatcher, is_streamed, survey
 
@@ -268,8 +268,7 @@ class _Logs:
                 writer.writerows(self._kept_rows(start_step) if keep else [])
 
         atomic_write(self.path, rewrite)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self.file = os.fdopen(fd, "w", newline="")
+        self.file = open_append(self.path)
         self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
         if (run_dir / "tb").is_symlink():  # its event files would be written wherever it points
             raise TrainingError(f"{run_dir / 'tb'} is a symbolic link; remove it and run again")

@@ -211,6 +211,21 @@ def test_the_reader_raises_the_callers_error_naming_file_and_field(tmp_path, err
         files.read_bytes(tmp_path / "nothing.json", 10, error)
 
 
+def test_appending_never_goes_through_a_link_or_into_a_fifo(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "link.csv").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.csv")
+    for name in ("link.csv", "fifo.csv"):
+        error = within(10, files.open_append, tmp_path / name)
+        assert isinstance(error, TrainingError) and name in str(error), repr(error)
+    assert victim.read_text() == "precious"
+    (tmp_path / "log.csv").write_text("a\n")
+    with files.open_append(tmp_path / "log.csv") as f:
+        f.write("b\n")
+    assert (tmp_path / "log.csv").read_text() == "a\nb\n"
+
+
 # --- run directories ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
