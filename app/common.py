@@ -336,13 +336,16 @@ def save_uploads(files) -> list[str]:
 def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
     """A freedraw canvas with Undo and Clear buttons; returns its Fabric.js JSON.
 
-    Undo and Clear remount the canvas (a new widget key) with the edited drawing as its
-    initial drawing, so the browser and the session agree on what is drawn.
+    Undo, Clear and Keep remount the canvas (a new widget key) with the edited drawing as its
+    initial drawing, so the browser and the session agree on what is drawn; so does coming
+    back to the page, whose canvas Streamlit forgot, with the last drawing seen.
     """
     version = st.session_state.setdefault(f"{key}_version", 0)
     saved = st.session_state.get(f"{key}_json")
-    if f"{key}_{version}" not in st.session_state and saved and saved.get("objects"):
-        # back on the page: the canvas widget was forgotten, the drawing was not
+    initial = st.session_state.get(f"{key}_initial")
+    if (f"{key}_{version}" not in st.session_state and saved and saved.get("objects")
+            and saved != initial):
+        # back on the page: the canvas widget was forgotten with the strokes drawn on it
         st.session_state[f"{key}_initial"] = {"objects": list(saved["objects"])}
         version = st.session_state[f"{key}_version"] = version + 1
     initial = st.session_state.get(f"{key}_initial")
@@ -398,6 +401,12 @@ def in_place_svg(drawing: np.ndarray, prefix_len: int, size: int = CANVAS_SIZE) 
     return render.to_svg(drawing, size=size, margin=0.0, bounds=(0, 0, size, size),
                          stroke_width=3.0, color=MODEL_COLOR, highlight_rows=prefix_len,
                          highlight_color="#000000")
+
+
+def thumbnail(drawing: np.ndarray, prefix_len: int, size: int = 96) -> None:
+    """A small picture of a result in the in-place colours, fitted to its own extent."""
+    st.image(render.to_svg(drawing, size=size, color=MODEL_COLOR, highlight_rows=prefix_len,
+                           highlight_color="#000000"))
 
 
 def canvas_drawing(json_data: dict | None, max_len: int | None = None) -> np.ndarray | None:

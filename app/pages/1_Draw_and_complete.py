@@ -59,7 +59,7 @@ with right:
         pick = st.session_state.get("draw_pick") or 0
         pick = pick if pick < len(drawings) else 0
         shown = drawings[pick]
-        with st.container(key="draw_shown"):
+        with st.container(key="draw_shown", border=True):
             if kind == "completion":
                 st.image(common.in_place_svg(shown, prefix_len), width=common.CANVAS_SIZE,
                          caption=f"#{pick + 1} of {len(drawings)}: your strokes in black, the "
@@ -81,7 +81,7 @@ with right:
             strip = st.columns(len(drawings))
             for i, drawing in enumerate(drawings):
                 with strip[i].container(key=f"draw_candidate_{i}"):
-                    common.svg_image(drawing, size=96, highlight_rows=prefix_len)
+                    common.thumbnail(drawing, prefix_len)
         common.replay([shown], key=f"draw_{pick}", prefix_len=prefix_len)
     elif live:
         st.info("Draw a stroke: candidates appear when you lift the pen.")

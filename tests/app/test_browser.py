@@ -119,7 +119,7 @@ def page(browser, server):
 def open_page(page, server, path: str = "") -> None:
     page.goto(f"{server['url']}/{path}")
     page.wait_for_selector("[data-testid='stSidebar']")
-    page.locator("h1").first.wait_for()  # the page's script has started drawing
+    page.locator("h1:visible").first.wait_for()  # the page's script has started drawing
     wait_idle(page)
 
 
@@ -243,15 +243,13 @@ def test_google_class_completes_in_place_keep_and_draw_on(page, server, artifact
     expect(shown).to_have_count(1)
     assert shown.bounding_box()["width"] >= 300, "the candidate is shown at the canvas's size"
     page.screenshot(path=str(artifacts / "complete_in_place.png"), full_page=True)
-    page.locator(".st-key-draw_keep button").click()
+    page.locator(".st-key-draw_keep").get_by_role("button", name="Keep").click()
     wait_idle(page)
     count = int(page.locator(".st-key-draw_count").inner_text().split()[0])
     assert count > 2, "the kept continuation is on the canvas as strokes"
     expect(page.locator("[class*='st-key-draw_candidate_']")).to_have_count(0)
-    version = int(page.evaluate(
-        "() => [...document.querySelectorAll('[class*=\"st-key-draw_\"] canvas.upper-canvas')]"
-        ".map(c => c.closest('[class*=\"st-key-draw_\"]').className.match(/st-key-draw_(\\d+)/))"
-        ".filter(Boolean).map(m => +m[1]).pop()"))
+    version = next(v for v in range(20)  # the canvas was remounted with the kept strokes
+                   if page.locator(f".st-key-draw_{v} canvas.upper-canvas").count())
     draw_stroke(page, "draw", [(60, 60), (100, 50)], version=version)
     _complete_four(page)
     page.screenshot(path=str(artifacts / "complete_in_place_after_keep.png"), full_page=True)
