@@ -2,11 +2,12 @@
 nearest half its points, the model completes the rest, and each completion is compared with
 the original drawing.
 
-    python benchmarks/completion_quality.py MODEL DATA... [--split test] [--n N] [--samples K]
+    python benchmarks/completion_quality.py MODEL DATA... [--split test|all] [--n N] [--samples K]
         [--temperature 0.5] [--latent prefix|prior] [--seed 0] [--json] [--quick]
 
-MODEL is anything `sketch_model.load_model` reads; DATA are sketch-rnn .npz or Quick, Draw!
-.ndjson files. Drawings with a single stroke cannot be cut and are skipped (`skipped`).
+MODEL is anything `sketch_model.load_model` reads (ours, a run, a Google file); DATA are
+sketch-rnn .npz or Quick, Draw! .ndjson files, brought to the size of drawing the model
+expects (`data_scale` in the report; 1 for our sheep models). Drawings with a single stroke cannot be cut and are skipped (`skipped`).
 Figures, over every completion (drawing units, absolute points):
 
 - `ending_rate`: the share that reach an end (fewer than the model's max_seq_len points);
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sketch_model import SketchError, datasets, load_model  # noqa: E402
 from sketch_model.evaluate import chamfer_distance  # noqa: E402
+from sketch_model.strokes import rescale  # noqa: E402
 
 FAIR_SHARE = 0.2  # a finished completion adds at least this share of the points cut away
 EXTENT_RANGE = (0.8, 1.25)  # width and height ratios counted as matching
@@ -114,7 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("data", nargs="+")
-    parser.add_argument("--split", default="test", choices=list(datasets.SPLITS))
+    parser.add_argument("--split", default="test", choices=[*datasets.SPLITS, "all"],
+                        help="all: every drawing of DATA (e.g. a small sample file)")
     parser.add_argument("--n", type=int, help="the first N drawings of the split (default: all)")
     parser.add_argument("--samples", type=int, default=1, help="completions of each drawing")
     parser.add_argument("--temperature", type=float, default=0.5)
@@ -130,14 +133,18 @@ def main() -> None:
         sketcher = load_model(args.model)
         if args.latent == "prior" and not sketcher.conditional:
             parser.error("--latent prior needs a VAE; this model is unconditional")
-        data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=(args.split,))
-        drawings = getattr(data, args.split)
+        splits = datasets.SPLITS if args.split == "all" else (args.split,)
+        data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=splits)
+        drawings = [d for split in splits for d in getattr(data, split)]
+        # a model trained on drawings of another size (Google's) gets them at its own size
+        scale = sketcher.data_scale(drawings)
+        drawings = [rescale(d, scale) for d in drawings]
         if args.quick:
             drawings, args.samples = drawings[:QUICK_DRAWINGS], 1
         elif args.n:
             drawings = drawings[:args.n]
         report = {"model": args.model, "split": args.split, "temperature": args.temperature,
-                  "latent": args.latent if sketcher.conditional else None,
+                  "latent": args.latent if sketcher.conditional else None, "data_scale": scale,
                   **completion_report(sketcher, drawings, args.samples, args.temperature,
                                       args.latent, args.seed),
                   "seconds": round(time.time() - started, 1)}
