@@ -41,8 +41,24 @@ MODEL_COLOR = "#1f77b4"  # the model's strokes drawn on the user's canvas
 MAX_CANDIDATES = 9
 
 
+# Settings kept when the user leaves a page and comes back (Streamlit forgets the state of a
+# widget that a run does not draw, unless the key is set again on every page).
+KEPT_SETTINGS = (
+    "draw_n", "draw_temperature", "draw_live",
+    "interp_method", "interp_steps", "interp_temperature", "interp_seed", "interp_source",
+    "generate_n", "generate_temperature", "generate_seed", "generate_fixed",
+    "train_bundled", "train_categories", "train_conditional", "train_cell", "train_size",
+    "train_steps", "train_save_every", "train_batch", "train_lr", "train_kl", "train_max_len",
+    "train_dropout", "train_name",
+    "gallery_split",
+)
+
+
 def page_setup(title: str, icon: str = "✏️") -> None:
     st.set_page_config(page_title=f"{title} · sketch-rnn", page_icon=icon, layout="wide")
+    for key in KEPT_SETTINGS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     st.title(title)
 
 

@@ -125,9 +125,9 @@ def start(data: list[str], steps: int, settings: dict[str, object], name: str | 
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions clicking Start at once: one wins
         job = current_job()
         if job is not None and job.active:
-            raise JobRefused(f"A training job is already running ({job.name}, step {job.step} of "
-                             f"{job.steps or '?'}). Stop it or wait for it to finish: "
-                             "only one job runs at a time.")
+            raise JobRefused(f"A training job is already running ({job.name}; its progress is "
+                             "below). Stop it or wait for it to finish: only one job runs at a "
+                             "time.")
         run_dir = _new_run_dir(name)
         command = [sys.executable, "-m", "sketch_model", "train", *data, "--out", str(run_dir),
                    "--steps", str(steps)]

@@ -437,3 +437,20 @@ def test_a_google_model_completes_at_the_canvas_scale(tmp_path, monkeypatch):
         added = np.cumsum(drawing[:, :2], axis=0)[len(prefix):]
         if len(added):  # the continuation stays near the canvas, not 850 / 360 times larger
             assert np.ptp(added, axis=0).max() < 3 * 360
+
+
+def test_settings_survive_leaving_the_page():
+    at = open_page("pages/4_Train.py")
+    at.number_input(key="train_steps").set_value(1230).run()
+    at.selectbox(key="train_size").set_value("Small").run()
+    at.switch_page("pages/3_Generate.py").run()
+    at.switch_page("pages/4_Train.py").run()
+    assert not at.exception
+    assert at.number_input(key="train_steps").value == 1230
+    assert at.selectbox(key="train_size").value == "Small"
+    assert not texts(at.warning), texts(at.warning)  # no "set via the Session State API" notice
+    at.switch_page("pages/1_Draw_and_complete.py").run()
+    at.slider(key="draw_n").set_value(7).run()
+    at.switch_page("pages/4_Train.py").run()
+    at.switch_page("pages/1_Draw_and_complete.py").run()
+    assert at.slider(key="draw_n").value == 7
