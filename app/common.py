@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/Home.py` does not put the re
     sys.path.append(str(ROOT))
 
 import sketch_model  # noqa: E402
-from sketch_model import datasets, fit_to_model, google_models, render  # noqa: E402
+from sketch_model import datasets, download, fit_to_model, google_models, render  # noqa: E402
 from sketch_model.canvas import (canvas_to_stroke3, fabric_to_polylines,  # noqa: E402
                                  polylines_to_fabric)
 from sketch_model.errors import SketchError  # noqa: E402
@@ -270,6 +270,33 @@ def quickdraw_categories() -> dict[str, Path]:
     for path in sorted(DATA_DIR.rglob("*.ndjson"), key=lambda p: "simplified" not in p.parts):
         found.setdefault(path.stem, path)
     return dict(sorted(found.items()))
+
+
+def downloaded_categories() -> dict[str, Path]:
+    """Category -> its full sketch-rnn .npz in the download cache (`data download`)."""
+    folder = download.cache_dir() / "npz"
+    return {c: folder / f"{c}.npz" for c in download.CATEGORIES if (folder / f"{c}.npz").is_file()}
+
+
+def download_categories(names: list[str]) -> bool:
+    """Fetch the full .npz of `names` into the cache with a progress bar; False (and a message
+    saying what is here instead) when it cannot."""
+    bar = st.progress(0.0, text="Connecting…")
+
+    def progress(name: str, size: int, total: int | None) -> None:
+        done = size / total if total else 0.0
+        of = f" of {total / 1e6:.1f} MB" if total else ""
+        bar.progress(min(done, 1.0), text=f"Downloading {name}: {size / 1e6:.1f} MB{of}")
+
+    try:
+        download.download(names, "npz", say=lambda _: None, progress=progress)
+    except SketchError as err:
+        bar.empty()
+        st.error(f"The download failed: {err}. Without a network, train on what is here: the "
+                 "bundled samples and the files you upload.")
+        return False
+    bar.progress(1.0, text=f"Downloaded {', '.join(names)}.")
+    return True
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the dataset…")

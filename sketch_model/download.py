@@ -24,6 +24,7 @@ import re
 import stat
 import time
 import zipfile
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -49,6 +50,7 @@ MAX_REDIRECTS = 5
 # The largest file of each format accepted: Google's are well under these.
 MAX_BYTES = {"npz": MAX_NPZ_BYTES, "simplified": 2 << 30, "raw": 8 << 30}
 CHUNK_BYTES = 1 << 16
+Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 
 
@@ -100,9 +102,11 @@ def _part(path: Path) -> Path:
 
 
 def download(names: list[str], fmt: str = "npz", cache: str | Path | None = None,
-             url: str | None = None, say: Callable[[str], None] = print) -> list[Path]:
+             url: str | None = None, say: Callable[[str], None] = print,
+             progress: Callable[[str, int, int | None], None] | None = None) -> list[Path]:
     """The local paths of the `fmt` files of categories `names`, fetching those not yet in the
-    cache. Every name is checked before anything is fetched."""
+    cache. Every name is checked before anything is fetched. `progress(name, bytes, total)`
+    is called as each file comes (total None when the server does not say)."""
     if fmt not in FORMATS:
         raise DataFileError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     official = [category(name) for name in names]
@@ -114,21 +118,23 @@ def download(names: list[str], fmt: str = "npz", cache: str | Path | None = None
             say(f"cached: {path}")
         else:
             fetch(remote_url(name, fmt, base), path, max_bytes=MAX_BYTES[fmt],
-                  validate=check_npz if fmt == "npz" else check_ndjson)
+                  validate=check_npz if fmt == "npz" else check_ndjson,
+                  progress=None if progress is None else partial(progress, name))
             say(f"downloaded: {path}")
         paths.append(path)
     return paths
 
 
 def fetch(url: str, dest: Path, *, validate: Callable[[Path], None], max_bytes: int,
-          progress_label: str | None = None) -> None:
+          progress_label: str | None = None, progress: Progress | None = None) -> None:
     """Download the http(s) `url` to `dest` through `dest`.part, resuming what an earlier
     attempt left there with a Range request.
 
     The body may not exceed `max_bytes` (checked against Content-Length first, then as it
     comes); the connection and each read time out after TIMEOUT_SECONDS and the whole
     transfer after DEADLINE_SECONDS; redirects go to http(s) only, at most MAX_REDIRECTS.
-    Once complete, `validate(part)` checks the content and raises DataFileError if it is not
+    `progress(bytes so far, total or None)` is called after each chunk (for a progress bar
+    other than the terminal's). Once complete, `validate(part)` checks the content and raises DataFileError if it is not
     what it claims to be; only then is it renamed to `dest`. Raises DataFileError: keeping
     the .part when the transfer breaks (run again to resume), deleting it when the content is
     refused.
@@ -155,7 +161,7 @@ def fetch(url: str, dest: Path, *, validate: Callable[[Path], None], max_bytes: 
             part.unlink()
             return
         try:
-            _transfer(url, handle, label, max_bytes)
+            _transfer(url, handle, label, max_bytes, progress)
         except _Refused as err:
             part.unlink(missing_ok=True)
             raise DataFileError(f"{err}; nothing was kept") from None
@@ -177,7 +183,8 @@ class _Refused(DataFileError):
     address that is not allowed."""
 
 
-def _transfer(url: str, handle: BinaryIO, label: str, max_bytes: int) -> None:
+def _transfer(url: str, handle: BinaryIO, label: str, max_bytes: int,
+              progress: Progress | None = None) -> None:
     """Append the rest of `url` to `handle`, or all of it if the server sends the whole file."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     offset = os.fstat(handle.fileno()).st_size
@@ -197,6 +204,8 @@ def _transfer(url: str, handle: BinaryIO, label: str, max_bytes: int) -> None:
                     raise _Refused(f"{url} sent over {max_bytes} bytes, the limit for {label}")
                 handle.write(chunk)
                 bar.update(len(chunk))
+                if progress is not None:
+                    progress(size, total)
                 if time.monotonic() > deadline:
                     handle.flush()
                     raise DataFileError(f"the download of {label} took over "

@@ -17,15 +17,37 @@ SIZES = {  # decoder units, encoder units per direction, z size, mixture compone
 with st.sidebar:
     st.header("Data")
     bundled = common.bundled_datasets()
-    categories = common.quickdraw_categories()
+    samples = common.quickdraw_categories()  # the bundled 25-drawing samples
+    full = common.downloaded_categories()
     picked = st.multiselect("Bundled datasets", list(bundled), default=list(bundled)[:1],
                             key="train_bundled")
-    picked_categories = st.multiselect(f"Quick, Draw! categories ({len(categories)} found)",
-                                       list(categories), key="train_categories")
+    picked_categories = st.multiselect(
+        f"Quick, Draw! categories ({len(common.download.CATEGORIES)})",
+        common.download.CATEGORIES, key="train_categories",
+        format_func=lambda c: f"{c} · full" if c in full else f"{c} · sample of 25" if c in samples
+        else f"{c} · to download",
+        help="Type to search. Full: the category's 75,000 drawings, downloaded. A sample: the 25 "
+             "bundled drawings, for a quick try.")
+    missing = [c for c in picked_categories if c not in full]
+    if missing and st.button(f"Download the full {', '.join(missing)}", key="train_download",
+                             help="From the Quick, Draw! data set's public bucket into the "
+                                  "download cache, as `python -m sketch_model data download`."):
+        if common.download_categories(missing):
+            full = common.downloaded_categories()
     uploads = st.file_uploader("Your files (.npz or .ndjson)", type=["npz", "ndjson"],
                                accept_multiple_files=True, key="train_uploads")
+    unavailable = [c for c in picked_categories if c not in full and c not in samples]
+    if unavailable:
+        st.warning(f"Not here yet: {', '.join(unavailable)}. Download them to train on them.")
     data = ([str(bundled[name]) for name in picked]
-            + [str(categories[name]) for name in picked_categories] + common.save_uploads(uploads))
+            + [str(full.get(c) or samples[c]) for c in picked_categories if c not in unavailable]
+            + common.save_uploads(uploads))
+    if data:
+        sizes = common.attempt(common.load_dataset, tuple(data), 1000)
+        if sizes is not None:
+            st.caption(f"Training set: {len(sizes.train):,} drawings, {len(sizes.valid):,} for "
+                       "validation" + (" (samples: a quick try, not a good model)"
+                                       if any(c not in full for c in picked_categories) else "."))
 
     st.header("Model")
     conditional = st.toggle("VAE (encoder + decoder)", True, key="train_conditional",

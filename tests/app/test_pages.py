@@ -454,3 +454,49 @@ def test_settings_survive_leaving_the_page():
     at.switch_page("pages/4_Train.py").run()
     at.switch_page("pages/1_Draw_and_complete.py").run()
     assert at.slider(key="draw_n").value == 7
+
+
+def test_a_category_not_here_is_downloaded_from_the_page_and_trained_on(tmp_path, monkeypatch):
+    """Every category is offered; one that is not here comes from a local mirror of the bucket
+    (127.0.0.1) into the cache, and the training set's size is shown before Start."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.test_download import BucketHandler
+
+    root = tmp_path / "bucket"
+    (root / "sketchrnn").mkdir(parents=True)
+    shutil.copy(APP.parent.parent / "shared" / "data" / "aaron_sheep.npz",
+                root / "sketchrnn" / "zigzag.npz")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BucketHandler)
+    server.root, server.requests, server.ignore_range, server.drop_after = root, [], False, None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("SKETCH_MODEL_DATA_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("SKETCH_MODEL_CACHE", str(tmp_path / "cache"))
+    try:
+        at = open_page("pages/4_Train.py")
+        picker = at.multiselect(key="train_categories")
+        assert len(picker.options) == 345
+        at.multiselect(key="train_bundled").set_value([]).run()
+        picker.set_value(["zigzag"]).run()
+        assert "Not here yet: zigzag" in texts(at.warning)
+        at.button(key="train_download").click().run()
+        assert not at.exception and not at.error, texts(at.error)
+        assert (tmp_path / "cache" / "npz" / "zigzag.npz").is_file()
+        assert server.requests and server.requests[0][0] == "/sketchrnn/zigzag.npz"
+        assert "Training set: 7,400 drawings, 300 for validation." in texts(at.caption)
+        assert not texts(at.warning)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_without_a_network_the_page_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKETCH_MODEL_DATA_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("SKETCH_MODEL_CACHE", str(tmp_path / "cache"))
+    at = open_page("pages/4_Train.py")
+    at.multiselect(key="train_categories").set_value(["zigzag"]).run()
+    at.button(key="train_download").click().run()
+    assert not at.exception
+    assert "Without a network" in texts(at.error)
