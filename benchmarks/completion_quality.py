@@ -72,7 +72,7 @@ def _extent(points: np.ndarray) -> np.ndarray:
 
 
 def completion_report(sketcher, drawings: list[np.ndarray], samples: int = 1,
-                      temperature: float = 0.5, latent: str = "prefix", seed: int = 0) -> dict:
+                      temperature: float = 0.5, latent: str | None = None, seed: int = 0) -> dict:
     """The figures of the module docstring for `samples` completions of each drawing that can
     be cut, by `sketcher` (a loaded model, or any object with its `complete` and
     `hps.max_seq_len`)."""
@@ -121,8 +121,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="the first N drawings of the split (default: all)")
     parser.add_argument("--samples", type=int, default=1, help="completions of each drawing")
     parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--latent", choices=["prefix", "prior"], default="prefix",
-                        help="a VAE's z: the encoded prefix, or z ~ N(0, I)")
+    parser.add_argument("--latent", choices=["prefix", "prior"], default=None,
+                        help="a VAE's z: the encoded prefix, or z ~ N(0, I) "
+                             "(default: the model's default_latent)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true",
@@ -144,7 +145,8 @@ def main() -> None:
         elif args.n:
             drawings = drawings[:args.n]
         report = {"model": args.model, "split": args.split, "temperature": args.temperature,
-                  "latent": args.latent if sketcher.conditional else None, "data_scale": scale,
+                  "latent": (args.latent or sketcher.default_latent) if sketcher.conditional
+                  else None, "data_scale": scale,
                   **completion_report(sketcher, drawings, args.samples, args.temperature,
                                       args.latent, args.seed),
                   "seconds": round(time.time() - started, 1)}

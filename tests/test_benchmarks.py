@@ -25,7 +25,7 @@ def test_train_throughput_quick():
 def test_sampling_latency_quick():
     out = run("benchmarks/sampling_latency.py", "--quick")
     names = [line.rsplit(None, 2)[0].strip() for line in out.splitlines()[1:]]
-    assert names == ["load_model", "complete n=1", "complete n=8", "reconstruct n=8",
+    assert names == ["load_model", "complete n=1", "complete n=4", "complete n=8", "reconstruct n=8",
                      "interpolate 10", "encode_many 200"]
 
 

@@ -181,9 +181,17 @@ def test_complete_from_the_prior_draws_z_from_the_seed_and_encodes_nothing(monke
     assert all(np.array_equal(r[:12], prefix) for r in results)
 
 
-def test_complete_from_the_prefix_is_the_default_and_shares_its_mu(monkeypatch):
-    sketcher = Sketcher(SketchRNN(tiny_hparams()), 1.0)
+def test_the_default_latent_is_the_prefix_only_for_a_prefix_trained_vae(monkeypatch):
+    """A VAE trained on whole drawings completes from the prior by default; one trained to
+    encode prefixes (encode_prefix_prob > 0) from the prefix's mu, shared by the n."""
     prefix = sheep(n=1)[0][:12]
+    whole = Sketcher(SketchRNN(tiny_hparams()), 1.0)
+    assert whole.default_latent == "prior"
+    default = whole.complete(prefix, n=2, seed=1)
+    explicit = whole.complete(prefix, n=2, seed=1, latent="prior")
+    assert all(np.array_equal(a, b) for a, b in zip(default, explicit))
+    sketcher = Sketcher(SketchRNN(tiny_hparams(encode_prefix_prob=0.5)), 1.0)
+    assert sketcher.default_latent == "prefix"
     default = sketcher.complete(prefix, n=2, seed=1)
     explicit = sketcher.complete(prefix, n=2, seed=1, latent="prefix")
     assert all(np.array_equal(a, b) for a, b in zip(default, explicit))

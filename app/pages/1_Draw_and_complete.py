@@ -72,6 +72,7 @@ with right:
             if kind == "completion":
                 actions[0].button("Keep", key="draw_keep", type="primary", width="stretch",
                                   on_click=common.keep_on_canvas, args=("draw", shown, prefix_len),
+                                  disabled=len(shown) <= prefix_len,
                                   help="Put this continuation on your canvas, to draw on from there.")
             with actions[1]:
                 common.save_menu(shown, f"{kind}-{pick + 1}", prefix_len, key="draw_dl")
