@@ -36,8 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sketch_model import SketchError, datasets, load_model  # noqa: E402
-from sketch_model.evaluate import chamfer_distance  # noqa: E402
-from sketch_model.strokes import rescale  # noqa: E402
+from sketch_model.evaluate import chamfer_distance, drawings_at_model_size  # noqa: E402
 
 FAIR_SHARE = 0.2  # a finished completion adds at least this share of the points cut away
 EXTENT_RANGE = (0.8, 1.25)  # width and height ratios counted as matching
@@ -134,12 +133,7 @@ def main() -> None:
         sketcher = load_model(args.model)
         if args.latent == "prior" and not sketcher.conditional:
             parser.error("--latent prior needs a VAE; this model is unconditional")
-        splits = datasets.SPLITS if args.split == "all" else (args.split,)
-        data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=splits)
-        drawings = [d for split in splits for d in getattr(data, split)]
-        # a model trained on drawings of another size (Google's) gets them at its own size
-        scale = sketcher.data_scale(drawings)
-        drawings = [rescale(d, scale) for d in drawings]
+        drawings, scale = drawings_at_model_size(sketcher, args.data, args.split)
         if args.quick:
             drawings, args.samples = drawings[:QUICK_DRAWINGS], 1
         elif args.n:

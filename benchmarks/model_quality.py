@@ -16,8 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sketch_model import datasets, load_model  # noqa: E402
-from sketch_model.evaluate import evaluate_losses, quality_report  # noqa: E402
-from sketch_model.strokes import rescale  # noqa: E402
+from sketch_model.evaluate import drawings_at_model_size, evaluate_losses, quality_report  # noqa: E402
 
 
 def main() -> None:
@@ -31,12 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     sketcher = load_model(args.model_dir)
-    splits = datasets.SPLITS if args.split == "all" else (args.split,)
-    data = datasets.load_dataset(args.data, sketcher.hps.max_seq_len, splits=splits)
-    drawings = [s for split in splits for s in getattr(data, split)]
-    # a model trained on drawings of another size (Google's) gets the test set at its own size
-    scale = sketcher.data_scale(drawings)
-    test = [rescale(s, scale) for s in drawings]
+    test, scale = drawings_at_model_size(sketcher, args.data, args.split)
     losses = evaluate_losses(sketcher.model, datasets.normalize(test, sketcher.scale_factor),
                              sketcher.hps)
     report = {"model": args.model_dir, "split": args.split, "n": losses["n"], "data_scale": scale,

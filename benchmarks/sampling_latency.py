@@ -40,8 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
     model = load_model(args.model)
-    scale = model.data_scale(read_npz(args.data)["test"])  # Google's models draw larger
-    test = [rescale(s, scale) for s in read_npz(args.data)["test"]]
+    test = read_npz(args.data)["test"]
+    scale = model.data_scale(test)  # Google's models draw larger than the sheep
+    test = [rescale(s, scale) for s in test]
     prefix = next(s for s in test if len(s) >= 80)[:40]
     whole = next(s for s in test if len(s) >= 80)
     other = test[1]

@@ -7,9 +7,20 @@ import numpy as np
 from keras import ops
 
 from .config import HParams
-from .datasets import eval_batches, normalize
+from .datasets import SPLITS, eval_batches, load_dataset, normalize
 from .losses import kl_loss, reconstruction_sums, split_params
 from .model import SketchRNN
+from .strokes import rescale
+
+
+def drawings_at_model_size(sketcher, paths: list, split: str) -> tuple[list[np.ndarray], float]:
+    """The drawings of `split` ("all": every split) of data files, brought to the size of
+    drawing the model expects (Google's models draw larger than ours), and the factor used."""
+    splits = SPLITS if split == "all" else (split,)
+    data = load_dataset(paths, sketcher.hps.max_seq_len, splits=splits)
+    drawings = [d for name in splits for d in getattr(data, name)]
+    scale = sketcher.data_scale(drawings)
+    return [rescale(d, scale) for d in drawings], scale
 
 
 def evaluate_losses(model: SketchRNN, sketches: list[np.ndarray], hps: HParams,

@@ -7,8 +7,7 @@ import argparse
 import fcntl
 import shutil
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,6 +15,7 @@ import pytest
 
 from sketch_model import datasets, download
 from sketch_model.errors import DataFileError
+from tests.helpers import local_server
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIMPLIFIED = DATA / "quickdraw_mini" / "simplified"
@@ -82,15 +82,9 @@ def bucket(tmp_path):
     for name, source in BUCKET_FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, root / name)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BucketHandler)
-    server.root, server.requests, server.ignore_range, server.drop_after = root, [], False, None
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with local_server(BucketHandler, root=root, requests=[], ignore_range=False,
+                      drop_after=None) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 import sketch_model
 from sketch_model import google_models
 from sketch_model.errors import DataFileError
+from tests.helpers import local_server
 from tests.test_download import BucketHandler
 
 GOOGLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sketchrnn_js_models"
@@ -37,15 +36,10 @@ def bucket(tmp_path):
         shutil.copyfile(GOOGLE / f"{name}.gen.json", root / f"{name}.gen.json")
     shutil.copyfile(GOOGLE / "dog.gen.json", root / "dog.vae.json")
     (root / "cat.gen.json").write_text("<html><body>Not here</body></html>")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BucketHandler)
-    server.root, server.requests, server.ignore_range, server.drop_after = tmp_path, [], False, None
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/large_models"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with local_server(BucketHandler, root=tmp_path, requests=[], ignore_range=False,
+                      drop_after=None) as server:
+        server.url += "/large_models"
+        yield server
 
 
 def run_cli(argv: list[str]) -> object:

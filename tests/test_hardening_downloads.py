@@ -11,16 +11,16 @@ from __future__ import annotations
 import io
 import re
 import signal
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from sketch_model import download
 from sketch_model.errors import DataFileError
+from tests.helpers import local_server
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHEEP = DATA / "aaron_sheep.npz"
@@ -120,15 +120,8 @@ def no_proxy(monkeypatch):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    httpd.daemon_threads = True
-    httpd.requests, httpd.sent = [], 0
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(Hostile, requests=[], sent=0) as httpd:
+        yield httpd
 
 
 @pytest.fixture

@@ -461,22 +461,18 @@ def test_settings_survive_leaving_the_page():
 def test_a_category_not_here_is_downloaded_from_the_page_and_trained_on(tmp_path, monkeypatch):
     """Every category is offered; one that is not here comes from a local mirror of the bucket
     (127.0.0.1) into the cache, and the training set's size is shown before Start."""
-    import threading
-    from http.server import ThreadingHTTPServer
-
+    from tests.helpers import local_server
     from tests.test_download import BucketHandler
 
     root = tmp_path / "bucket"
     (root / "sketchrnn").mkdir(parents=True)
     shutil.copy(APP.parent.parent / "shared" / "data" / "aaron_sheep.npz",
                 root / "sketchrnn" / "zigzag.npz")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BucketHandler)
-    server.root, server.requests, server.ignore_range, server.drop_after = root, [], False, None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("SKETCH_MODEL_DATA_URL", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("SKETCH_MODEL_CACHE", str(tmp_path / "cache"))
-    try:
+    with local_server(BucketHandler, root=root, requests=[], ignore_range=False,
+                      drop_after=None) as server:
+        monkeypatch.setenv("SKETCH_MODEL_DATA_URL", server.url)
         at = open_page("pages/4_Train.py")
         picker = at.multiselect(key="train_categories")
         assert len(picker.options) == 345
@@ -489,9 +485,6 @@ def test_a_category_not_here_is_downloaded_from_the_page_and_trained_on(tmp_path
         assert server.requests and server.requests[0][0] == "/sketchrnn/zigzag.npz"
         assert "Training set: 7,400 drawings, 300 for validation." in texts(at.caption)
         assert not texts(at.warning)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_without_a_network_the_page_says_so(tmp_path, monkeypatch):
