@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +35,16 @@ from streamlit_drawable_canvas import st_canvas  # noqa: E402
 MODELS_DIR = Path(os.environ.get("SKETCH_MODELS_DIR", ROOT / "assets" / "models"))
 RUNS_DIR = Path(os.environ.get("SKETCH_RUNS_DIR", ROOT / "runs"))
 DATA_DIR = Path(os.environ.get("SKETCH_DATA_DIR", ROOT / "assets" / "data"))
+
+
+def _warm_up() -> None:
+    """Import Keras and TensorFlow (seconds of work) while the person reads the first page: the
+    library draws in numpy, but our own models' files are read through Keras."""
+    import sketch_model.model  # noqa: F401
+
+
+# once per app process, at the first page's first run
+threading.Thread(target=_warm_up, name="sketch-model-warm-up", daemon=True).start()
 
 CANVAS_SIZE = 360
 USER_COLOR = "#d62728"  # the user's own strokes in results

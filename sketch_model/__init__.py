@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's pooling allocator on the CPU: with the default one, every large tensor a
+# training step makes is fresh memory from the kernel, and the page faults took longer than
+# the arithmetic (benchmarks/train_throughput.py; it must be set before TensorFlow starts).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from .config import HParams  # noqa: E402
 from .errors import (DataFileError, DrawingError, ModelFileError, SketchError,  # noqa: E402

@@ -12,6 +12,14 @@ from .errors import ModelFileError
 from .files import read_json
 
 FORMAT_VERSION = 1
+RECURRENCE_GRADIENTS = ("auto", "batched", "autodiff")  # see HParams.recurrence_gradient
+
+# Constants of the model's maths, shared by the Keras model and the numpy sampler (which must
+# not need Keras: the drawing pages draw without loading TensorFlow).
+LN_EPSILON = 1e-3  # the reference's layer-norm epsilon
+LOG_SIGMA_LIMIT = 10.0  # log(sigma) of each Gaussian is clipped to +-this (losses.py says why)
+CORR_LIMIT = 5.0  # the correlation's pre-activation is clipped to +-this
+POSITION_SCALE = 0.1  # position_input: absolute positions in model units span about +-10 on the sheep
 # Sampling's default pen temperature: lifts and ends at the model's own probabilities
 # (sketch_model/sample.py says why this is not the paper's tau).
 PEN_TEMPERATURE = 1.0
@@ -86,6 +94,11 @@ class HParams:
     # (float32 | bfloat16; bfloat16 is faster where the hardware has it, e.g. CPUs with AMX).
     # Sampling always runs in float32.
     matmul_dtype: str = "float32"
+    # How training differentiates each cell's loop (the same gradients either way): "batched"
+    # takes the weights' gradients for all steps at once after the loop; "autodiff" leaves
+    # every step to the framework; "auto" takes the faster for each cell on a CPU (measured:
+    # batched for lstm and layer_norm, autodiff for hyper). sketch_model/cells.py says more.
+    recurrence_gradient: str = "auto"
     # Not in the paper: the decoder also reads the pen's absolute position (the sum of the
     # moves so far, model units, times POSITION_SCALE), so that z can tell it where to go.
     position_input: bool = False
@@ -105,6 +118,9 @@ class HParams:
         self._check_types_and_ranges()
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
+        if self.recurrence_gradient not in RECURRENCE_GRADIENTS:
+            raise ValueError(f"recurrence_gradient must be auto, batched or autodiff, "
+                             f"not {self.recurrence_gradient!r}")
         if not 0.0 <= self.history_noise < math.inf:
             raise ValueError(f"history_noise must be a finite number >= 0, not {self.history_noise}")
         if not 0.0 <= self.encode_prefix_prob <= 1.0:

@@ -11,8 +11,8 @@ import math
 
 from keras import ops
 
-LOG_SIGMA_LIMIT = 10.0
-CORR_LIMIT = 5.0
+from .config import CORR_LIMIT, LOG_SIGMA_LIMIT
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 

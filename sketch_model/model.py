@@ -20,10 +20,9 @@ import keras
 from keras import ops
 
 from .cells import Linear, make_cell, run_cell
-from .config import HParams
+from .config import POSITION_SCALE, HParams
 from .losses import kl_loss, reconstruction_loss
 
-POSITION_SCALE = 0.1  # absolute positions in model units span about +-10 on the sheep
 
 
 def reverse_within_length(x, lengths):
@@ -92,10 +91,11 @@ class SketchRNN(keras.Model):
         batch, steps = ops.shape(strokes)[0], ops.shape(strokes)[1]
         units = self.hps.enc_rnn_size
         zeros = ops.zeros((batch, units))
+        gradient = self.hps.recurrence_gradient
         _, fw = run_cell(self.enc_fw, strokes, (zeros, zeros),
-                         self._recurrent_keep(batch, steps, units, training))
+                         self._recurrent_keep(batch, steps, units, training), gradient)
         _, bw = run_cell(self.enc_bw, reverse_within_length(strokes, lengths), (zeros, zeros),
-                         self._recurrent_keep(batch, steps, units, training))
+                         self._recurrent_keep(batch, steps, units, training), gradient)
         last_h = ops.concatenate([last_step(fw[0], lengths), last_step(bw[0], lengths)], axis=-1)
         return self.to_mu(last_h), self.to_presig(last_h)
 
@@ -117,7 +117,8 @@ class SketchRNN(keras.Model):
         if training and self.hps.use_input_dropout:
             inputs = inputs * self._keep_mask(ops.shape(inputs), self.hps.input_dropout_prob)
         keep = self._recurrent_keep(batch, steps, self.hps.dec_rnn_size, training)
-        final, states = run_cell(self.decoder, inputs, state, keep)
+        final, states = run_cell(self.decoder, inputs, state, keep,
+                                 self.hps.recurrence_gradient)
         h = states[0]
         if training and self.hps.use_output_dropout:
             h = h * self._keep_mask(ops.shape(h), self.hps.output_dropout_prob)

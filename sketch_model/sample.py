@@ -21,19 +21,18 @@ import math
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from keras import ops
-
-from .cells import LN_EPSILON
-from .config import PEN_TEMPERATURE, HParams
+from .config import CORR_LIMIT, LN_EPSILON, LOG_SIGMA_LIMIT, PEN_TEMPERATURE, POSITION_SCALE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
 from .files import (BEST_SCHEMA, DATASET_SCHEMA, EVAL_SCHEMA, MAX_KERAS_BYTES, check_regular,
                     read_json)
-from .losses import CORR_LIMIT, LOG_SIGMA_LIMIT
-from .model import POSITION_SCALE, SketchRNN
 from .strokes import as_stroke3, longest_side, stroke3_to_stroke5
+
+if TYPE_CHECKING:  # Keras is imported only where a Keras model is made or read
+    from .model import SketchRNN
 
 MAX_CONFIG_BYTES = 1 << 20  # a .keras config of ours is about 2 kB
 
@@ -136,11 +135,15 @@ class ModelWeights:
 
     @classmethod
     def from_keras(cls, model: SketchRNN) -> "ModelWeights":
+        from keras import ops
+
         return cls(model.hps, {v.path: ops.convert_to_numpy(v) for v in model.weights
                                if v.trainable})
 
     def to_keras(self) -> SketchRNN:
         """A SketchRNN holding these weights (for evaluation; sampling needs none)."""
+        from .model import SketchRNN
+
         model = SketchRNN(self.hps)
         for variable in model.weights:
             if variable.trainable:
@@ -203,8 +206,8 @@ class Sketcher:
         """drawing_size: the longest side of a typical whole training drawing, in drawing
         units (None: unknown). squash_latent: z passes through tanh before the decoder, as in
         sketch-rnn-js VAE files older than version 6."""
-        self._model = model if isinstance(model, SketchRNN) else None
-        self.weights = ModelWeights.from_keras(model) if self._model else model
+        self._model = None if isinstance(model, ModelWeights) else model
+        self.weights = model if self._model is None else ModelWeights.from_keras(model)
         self.hps: HParams = self.weights.hps
         self.scale_factor = float(scale_factor)
         self.path = path
@@ -522,8 +525,6 @@ def _keras_file_hparams(keras_file: Path) -> HParams:
 def load_model(path: str | Path) -> Sketcher:
     """Load a model for drawing: a model directory (a bundled model or a training run), or a
     sketch-rnn-js file (<class>.gen.json or <class>.vae.json, Google's published format)."""
-    import keras
-
     path = Path(path)
     if path.suffix == ".json" and not path.is_dir():
         from .sketchrnn_js import load_sketchrnn_js
@@ -547,6 +548,10 @@ def load_model(path: str | Path) -> Sketcher:
     # checked before Keras builds anything; num_steps alone may grow when a run is resumed
     if _keras_file_hparams(keras_file).replace(num_steps=hps.num_steps) != hps:
         raise ModelFileError(f"{keras_file} describes another model than {path}/hparams.json")
+    import keras
+
+    from .model import SketchRNN
+
     try:
         model = keras.saving.load_model(keras_file, compile=False, safe_mode=True,
                                         custom_objects={"SketchRNN": SketchRNN})

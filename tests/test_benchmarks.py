@@ -18,8 +18,10 @@ def run(*args):
 def test_train_throughput_quick():
     out = run("benchmarks/train_throughput.py", "--quick")
     rows = [line.split() for line in out.splitlines()[1:]]
-    assert [r[0] for r in rows] == ["lstm", "layer_norm", "hyper"]
-    assert all(float(r[2]) > 0 and float(r[5]) > 0 for r in rows)
+    assert [(r[0], r[1]) for r in rows] == [(cell, path) for cell in ("lstm", "layer_norm", "hyper")
+                                            for path in ("autodiff", "auto")]
+    assert all(float(r[2]) > 0 and float(r[6]) > 0 for r in rows)
+    assert all(float(r[7]) == 1.0 for r in rows[::2])  # speed-ups are against the old path
 
 
 def test_sampling_latency_quick():
