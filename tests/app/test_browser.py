@@ -440,7 +440,8 @@ def test_page_switches(page, server, artifacts):
 
 
 def test_live_mode_latency_with_a_bundled_model(page, server, artifacts):
-    """Complete as I draw, sheep_vae (512 units), 4 candidates: stroke end to candidates."""
+    """Complete as I draw, sheep_vae (512 units), 4 candidates: stroke end to candidates,
+    median of 5 strokes."""
     if "sheep_vae" not in server["models"]:
         pytest.fail("the bundled sheep_vae is missing from assets/models")
     open_page(page, server, "Draw_and_complete")
@@ -452,9 +453,9 @@ def test_live_mode_latency_with_a_bundled_model(page, server, artifacts):
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     runs = []
-    for stroke in range(3):
+    for stroke in range(5):
         before = page.evaluate(f"() => [...document.querySelectorAll(\"{images}\")].map(i => i.src).join()")
-        points = sheep_points(170, 120 + 60 * stroke)
+        points = sheep_points(170, 100 + 50 * stroke)
         page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
         page.mouse.down()
         for x, y in points[1:]:
@@ -467,7 +468,8 @@ def test_live_mode_latency_with_a_bundled_model(page, server, artifacts):
             arg=before)
         runs.append(round(time.perf_counter() - started, 3))
         wait_idle(page)
-    record_timings(artifacts, "live_stroke_end_to_4_candidates_s", {"sheep_vae": runs})
+    record_timings(artifacts, "live_stroke_end_to_4_candidates_s",
+                   {"sheep_vae": sorted(runs)[2], "sheep_vae_runs": runs})
 
 
 def test_first_visit_to_the_drawing_page_after_the_app_starts(browser, app_dirs, workdir, artifacts):
