@@ -1,7 +1,7 @@
 """Training throughput per decoder cell at the default hparams on aaron_sheep.npz, for both
 ways of differentiating the recurrence (`recurrence_gradient`: "autodiff", the old path, and
-"auto", the default: "batched" for lstm and layer_norm loops), against this machine's fp32 matrix-product speed measured in the same
-process.
+"auto", the default: "batched" for lstm and layer_norm loops), against this machine's fp32
+matrix-product speed measured in the same process.
 
     python benchmarks/train_throughput.py [--steps 10] [--warmup 3] [--cells lstm,layer_norm,hyper]
                                           [--paths autodiff,auto]

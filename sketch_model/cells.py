@@ -194,7 +194,7 @@ class HyperLSTMCell(_RecurrentCell):
     def pointwise(self, state, recurrent, projected, keep, w):
         """The step after r = h @ [W_hh | hyper_W_hmain]; the hyper network's own product
         hh @ hyper_W_hh stays float32. w is pointwise_weights()."""
-        h, c, hh, hc = state
+        _, c, hh, hc = state
         xw, hyper_xw = projected
         main, to_hyper = recurrent[..., :4 * self.units], recurrent[..., 4 * self.units:]
         # the hyper cell: a plain LSTM without dropout (hyper_use_recurrent_dropout=False)
@@ -232,7 +232,7 @@ def make_cell(kind: str, units: int, input_size: int, rng: np.random.Generator,
     raise ValueError(f"unknown cell {kind!r}: use lstm, layer_norm or hyper")
 
 
-def run_cell(cell, x, initial_state, keep=None, gradient: str = "batched"):
+def run_cell(cell, x, initial_state, keep=None, gradient: str = "auto"):
     """Run `cell` over batch-major inputs x (B, T, D) from `initial_state` (a tuple).
 
     keep: optional (B, T, units) recurrent-dropout multipliers (0 or 1/keep_prob).

@@ -20,6 +20,7 @@ LN_EPSILON = 1e-3  # the reference's layer-norm epsilon
 LOG_SIGMA_LIMIT = 10.0  # log(sigma) of each Gaussian is clipped to +-this (losses.py says why)
 CORR_LIMIT = 5.0  # the correlation's pre-activation is clipped to +-this
 POSITION_SCALE = 0.1  # position_input: absolute positions in model units span about +-10 on the sheep
+
 # Sampling's default pen temperature: lifts and ends at the model's own probabilities
 # (sketch_model/sample.py says why this is not the paper's tau).
 PEN_TEMPERATURE = 1.0

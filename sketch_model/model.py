@@ -24,7 +24,6 @@ from .config import POSITION_SCALE, HParams
 from .losses import kl_loss, reconstruction_loss
 
 
-
 def reverse_within_length(x, lengths):
     """Reverse each sequence of x (B, T, D) within its first `length` steps; padding stays put."""
     steps = ops.arange(ops.shape(x)[1])[None, :]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from .config import CORR_LIMIT, LN_EPSILON, LOG_SIGMA_LIMIT, PEN_TEMPERATURE, POSITION_SCALE, HParams
 from .datasets import START_TOKEN
 from .errors import ModelFileError, SketchError
