@@ -403,9 +403,14 @@ def drawing_canvas(key: str, *, size: int = CANVAS_SIZE) -> dict | None:
         st.session_state[f"{key}_initial"] = {"objects": list(saved["objects"])}
         version = st.session_state[f"{key}_version"] = version + 1
     initial = st.session_state.get(f"{key}_initial")
-    result = st_canvas(stroke_width=3, stroke_color="#000000", background_color="#ffffff",
-                       height=size, width=size, drawing_mode="freedraw",
-                       initial_drawing=initial, key=f"{key}_{version}")
+    # The component's own toolbar (undo, redo, delete, edit, send) sits above the canvas, over
+    # the caption, in a shadow root that page CSS cannot reach; clipping the canvas's box hides
+    # it, and Undo and Clear below do its work.
+    st.html("<style>[class*=\"_canvas_box\"] { overflow: hidden; }</style>")
+    with st.container(key=f"{key}_canvas_box"):
+        result = st_canvas(stroke_width=3, stroke_color="#000000", background_color="#ffffff",
+                           height=size, width=size, drawing_mode="freedraw",
+                           initial_drawing=initial, key=f"{key}_{version}")
     json_data = result.json_data if result.json_data is not None else initial
     st.session_state[f"{key}_json"] = json_data
 

@@ -295,6 +295,23 @@ def test_undo_clear_and_an_empty_canvas(page, server):
     page.get_by_text("The canvas is empty").wait_for()
 
 
+def test_the_canvas_toolbar_covers_nothing(page, server):
+    """The canvas component's own toolbar (it sits above the canvas, over the caption, in a
+    shadow root) is clipped away: the caption gets the clicks where the toolbar would be."""
+    open_page(page, server, "Draw_and_complete")
+    draw_stroke(page, "draw", sheep_points())
+    toolbar = page.locator(".st-key-draw_0 .dc-toolbar-card")
+    expect(toolbar).to_have_count(1)  # the component still makes it; it must not show
+    page.locator(".st-key-draw_0 canvas.upper-canvas").hover()  # the toolbar shows on hover
+    box = toolbar.bounding_box()
+    hit = page.evaluate(
+        """([x, y]) => { const el = document.elementFromPoint(x, y);
+                         return el ? el.closest(".st-key-draw_0") === null : false; }""",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+    assert hit, "the canvas's toolbar is on top of the page above the canvas"
+    expect(page.get_by_text("Draw here; the model finishes your drawing")).to_be_visible()
+
+
 def test_interpolation_slider_changes_the_drawing(page, server, artifacts):
     open_page(page, server, "Interpolate")
     # A trained model: a barely trained one decodes every z to nearly the same few points.
