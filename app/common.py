@@ -306,7 +306,6 @@ def download_categories(names: list[str]) -> bool:
         st.error(f"The download failed: {err}. Without a network, train on what is here: the "
                  "bundled samples and the files you upload.")
         return False
-    bar.progress(1.0, text=f"Downloaded {', '.join(names)}.")
     return True
 
 

@@ -33,7 +33,10 @@ with st.sidebar:
                              help="From the Quick, Draw! data set's public bucket into the "
                                   "download cache, as `python -m sketch_model data download`."):
         if common.download_categories(missing):
-            full = common.downloaded_categories()
+            st.session_state["train_downloaded"] = missing
+            st.rerun()  # so that the labels, this button and the training set count the download
+    if "train_downloaded" in st.session_state:
+        st.success(f"Downloaded {', '.join(st.session_state.pop('train_downloaded'))}.")
     uploads = st.file_uploader("Your files (.npz or .ndjson)", type=["npz", "ndjson"],
                                accept_multiple_files=True, key="train_uploads")
     unavailable = [c for c in picked_categories if c not in full and c not in samples]

@@ -12,17 +12,22 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from playwright.sync_api import expect
 
 from canvas_json import APP
+from conftest import data_dir
+from tests.helpers import local_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -369,7 +374,8 @@ CURVE_POINTS = ("() => { const plot = document.querySelector('.st-key-train_char
                 " return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0; }")
 
 
-STEPS_SHOWN = ("() => { const bar = document.querySelector(\"[data-testid='stProgress']\");"
+STEPS_SHOWN = ("() => { const bar = document.querySelector("
+               "\"[data-testid='stMain'] [data-testid='stProgress']\");"
                " const m = bar && bar.innerText.match(/step (\\d+)/);"
                " return m ? parseInt(m[1], 10) : -1; }")
 
@@ -504,4 +510,82 @@ def test_first_visit_to_the_drawing_page_after_the_app_starts(browser, app_dirs,
         expect(page.locator("[data-testid='stSidebar']").get_by_text("Model card")).to_be_visible()
         record_timings(artifacts, "first_visit_draw_page_s",
                        {"after_reading_home_s": READING_SECONDS, "seconds": round(seconds, 3)})
+        context.close()
+
+
+class SlowBucket(BaseHTTPRequestHandler):
+    """The Quick, Draw! bucket on 127.0.0.1 (files under server.root), sending each file in 20
+    pieces a tenth of a second apart, so that a progress bar has time to move."""
+
+    def do_GET(self) -> None:
+        path = self.server.root / unquote(self.path).lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        piece = len(data) // 20 + 1
+        for start in range(0, len(data), piece):
+            self.wfile.write(data[start:start + piece])
+            self.wfile.flush()
+            time.sleep(0.1)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_category_not_here_downloads_from_the_page_and_trains(browser, app_dirs, workdir, artifacts):
+    """Pick a Quick, Draw! category that is not here, watch it download from a local mirror of
+    the bucket with a progress bar, then train on it from the sidebar."""
+    root = workdir / "bucket"
+    (root / "sketchrnn").mkdir(parents=True)
+    shutil.copy(data_dir() / "aaron_sheep.npz", root / "sketchrnn" / "zigzag.npz")
+    cache = workdir / "download_cache"
+    with local_server(SlowBucket, root=root) as bucket, start_app(
+            {**app_dirs, "SKETCH_MODEL_DATA_URL": bucket.url, "SKETCH_MODEL_CACHE": cache,
+             "no_proxy": "127.0.0.1"}, workdir, "download") as app:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        open_page(page, app, "Train")
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.locator(".st-key-train_bundled input").click()
+        page.keyboard.press("Backspace")  # remove the bundled sheep: train on the download alone
+        page.keyboard.press("Escape")
+        wait_idle(page)
+        sidebar.locator(".st-key-train_categories input").click()
+        page.keyboard.type("zigzag")
+        page.get_by_role("option", name="zigzag · to download").click()
+        page.keyboard.press("Escape")
+        # Leave the select box: while it has the focus it is a line taller, and the button
+        # below it moves up when it loses the focus, between the press and the release.
+        sidebar.get_by_role("heading", name="Data").click()
+        wait_idle(page)
+        expect(sidebar.get_by_text("Not here yet: zigzag")).to_be_visible()
+        sidebar.get_by_role("button", name="Download the full zigzag").click()
+        expect(sidebar.locator("[data-testid='stProgress']")).to_contain_text(
+            re.compile(r"Downloading zigzag: [0-9.]+ MB of [0-9.]+ MB"), timeout=30_000)
+        expect(sidebar.get_by_text("Downloaded zigzag.")).to_be_visible()
+        wait_idle(page)
+        # nothing stale: the category now reads as here in full, and there is nothing to download
+        expect(sidebar.get_by_text("zigzag · full")).to_be_visible()
+        expect(sidebar.get_by_role("button", name="Download the full zigzag")).to_have_count(0)
+        expect(sidebar.get_by_text("Training set: 7,400 drawings, 300 for validation.")).to_be_visible()
+        downloaded = cache / "npz" / "zigzag.npz"
+        assert downloaded.read_bytes() == (root / "sketchrnn" / "zigzag.npz").read_bytes()
+        page.screenshot(path=str(artifacts / "train_download.png"), full_page=True)
+        for key, value in (("train_steps", "1000"), ("train_save_every", "10")):
+            field = sidebar.locator(f".st-key-{key} input")
+            field.fill(value)
+            field.press("Enter")
+            wait_idle(page)
+        sidebar.get_by_role("button", name="Start training").click()
+        _wait_for_training(page, app, f"({STEPS_SHOWN})() > 0")
+        run = next(p for p in app["runs"].iterdir() if (p / "dataset.json").is_file())
+        sources = json.loads((run / "dataset.json").read_text())["sources"]
+        assert [Path(s).name for s in sources] == ["zigzag.npz"], sources
+        page.locator(".st-key-train_stop").get_by_role("button", name="Stop").click()
+        page.get_by_text("The model is saved in").wait_for(timeout=300_000)
         context.close()
