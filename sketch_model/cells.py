@@ -81,7 +81,12 @@ class _RecurrentCell(_Cell):
 
     def recurrent_kernel(self):
         """The kernel applied to h, in the matmul dtype (cast once per sequence)."""
-        return self.w_hh if self.matmul_dtype == "float32" else ops.cast(self.w_hh, self.matmul_dtype)
+        kernel = self._recurrent_weights()
+        return kernel if self.matmul_dtype == "float32" else ops.cast(kernel, self.matmul_dtype)
+
+    def _recurrent_weights(self):
+        """What multiplies h at each step, in float32."""
+        return self.w_hh
 
     def pointwise_weights(self) -> dict:
         """The weights that pointwise() reads, by name."""
@@ -177,10 +182,9 @@ class HyperLSTMCell(_RecurrentCell):
         u, k = self.units, self.hyper_units
         return (flat[..., :u], flat[..., u:2 * u], flat[..., 2 * u:2 * u + k], flat[..., 2 * u + k:])
 
-    def recurrent_kernel(self):
-        """[W_hh | hyper_W_hmain]: both products of h in one (in the matmul dtype)."""
-        kernel = ops.concatenate([self.w_hh, self.hyper_w_hh_main], axis=1)
-        return kernel if self.matmul_dtype == "float32" else ops.cast(kernel, self.matmul_dtype)
+    def _recurrent_weights(self):
+        """[W_hh | hyper_W_hmain]: both products of h in one."""
+        return ops.concatenate([self.w_hh, self.hyper_w_hh_main], axis=1)
 
     def pointwise_weights(self) -> dict:
         names = ("hyper_w_hh", "zw", "zw_bias", "alpha", "zb", "beta", "bias",

@@ -1,6 +1,7 @@
-"""The "batched" gradient of the recurrence (the default for lstm and layer_norm cells) against the framework's autodiff
-through every step ("autodiff", the old path): one training step on a real, bucketed batch of
-sheep gives the same loss and the same gradient for every weight, for all three cells."""
+"""The "batched" gradient of the recurrence (the default for lstm and layer_norm cells)
+against the framework's autodiff through every step ("autodiff", the old path): one training
+step on a real, bucketed batch of sheep gives the same loss and the same gradient for every
+weight, for all three cells."""
 
 import numpy as np
 import pytest

@@ -122,13 +122,22 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextlib.contextmanager
+def new_page(browser):
+    """A page in a fresh browser context, closed on exit."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(120_000)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    with new_page(browser) as page:
+        yield page
 
 
 def open_page(page, server, path: str = "") -> None:
@@ -394,8 +403,8 @@ def _wait_for_training(page, server, condition: str, timeout: float = 300) -> No
         page.wait_for_timeout(1000)
 
 
-def test_training_from_the_sidebar(page, server, artifacts):
-    open_page(page, server, "Train")
+def start_training(page) -> None:
+    """Set 1,000 steps with a checkpoint every 10 in the Train page's sidebar, then Start."""
     sidebar = page.locator("[data-testid='stSidebar']")
     for key, value in (("train_steps", "1000"), ("train_save_every", "10")):
         field = sidebar.locator(f".st-key-{key} input")
@@ -403,6 +412,12 @@ def test_training_from_the_sidebar(page, server, artifacts):
         field.press("Enter")
         wait_idle(page)
     sidebar.get_by_role("button", name="Start training").click()
+
+
+def test_training_from_the_sidebar(page, server, artifacts):
+    open_page(page, server, "Train")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    start_training(page)
     page.locator("[data-testid='stProgress']").wait_for()
     # The curve appears (log.csv's first rows), then grows as the job logs more.
     _wait_for_training(page, server, f"({CURVE_POINTS})() > 0")
@@ -499,10 +514,7 @@ def test_first_visit_to_the_drawing_page_after_the_app_starts(browser, app_dirs,
     """A fresh app process: the home page, a few seconds of reading, then Draw & complete with
     the default model (sheep_vae, read through Keras): the seconds from the click until the
     page has finished, the model loaded (its summary shown) and the canvas ready."""
-    with start_app(app_dirs, workdir, "fresh") as fresh:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(120_000)
+    with start_app(app_dirs, workdir, "fresh") as fresh, new_page(browser) as page:
         open_page(page, fresh)
         page.wait_for_timeout(READING_SECONDS * 1000)
         seconds = switch_to(page, "Draw_and_complete")
@@ -510,7 +522,6 @@ def test_first_visit_to_the_drawing_page_after_the_app_starts(browser, app_dirs,
         expect(page.locator("[data-testid='stSidebar']").get_by_text("Model card")).to_be_visible()
         record_timings(artifacts, "first_visit_draw_page_s",
                        {"after_reading_home_s": READING_SECONDS, "seconds": round(seconds, 3)})
-        context.close()
 
 
 class SlowBucket(BaseHTTPRequestHandler):
@@ -545,10 +556,7 @@ def test_a_category_not_here_downloads_from_the_page_and_trains(browser, app_dir
     cache = workdir / "download_cache"
     with local_server(SlowBucket, root=root) as bucket, start_app(
             {**app_dirs, "SKETCH_MODEL_DATA_URL": bucket.url, "SKETCH_MODEL_CACHE": cache,
-             "no_proxy": "127.0.0.1"}, workdir, "download") as app:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(120_000)
+             "no_proxy": "127.0.0.1"}, workdir, "download") as app, new_page(browser) as page:
         open_page(page, app, "Train")
         sidebar = page.locator("[data-testid='stSidebar']")
         sidebar.locator(".st-key-train_bundled input").click()
@@ -576,16 +584,10 @@ def test_a_category_not_here_downloads_from_the_page_and_trains(browser, app_dir
         downloaded = cache / "npz" / "zigzag.npz"
         assert downloaded.read_bytes() == (root / "sketchrnn" / "zigzag.npz").read_bytes()
         page.screenshot(path=str(artifacts / "train_download.png"), full_page=True)
-        for key, value in (("train_steps", "1000"), ("train_save_every", "10")):
-            field = sidebar.locator(f".st-key-{key} input")
-            field.fill(value)
-            field.press("Enter")
-            wait_idle(page)
-        sidebar.get_by_role("button", name="Start training").click()
+        start_training(page)
         _wait_for_training(page, app, f"({STEPS_SHOWN})() > 0")
         run = next(p for p in app["runs"].iterdir() if (p / "dataset.json").is_file())
         sources = json.loads((run / "dataset.json").read_text())["sources"]
         assert [Path(s).name for s in sources] == ["zigzag.npz"], sources
         page.locator(".st-key-train_stop").get_by_role("button", name="Stop").click()
         page.get_by_text("The model is saved in").wait_for(timeout=300_000)
-        context.close()
