@@ -108,8 +108,17 @@ class HParams:
     history_noise: float = 0.0
     # Not in the paper: in training, the share of sketches whose encoder sees only a random
     # prefix (cut after a random whole stroke) while the decoder learns the whole sketch, so
-    # that the z of a partial drawing stands for the drawings it could become.
+    # that the z of a partial drawing stands for the drawings it could become. Such a model's
+    # encoder reads the last point of a whole sketch as an end of sketch (pen state p3), not
+    # as the pen lift that ends every stroke, so that z can tell a finished drawing from one
+    # cut after a stroke (in training and after: Sketcher.encode's `whole`).
     encode_prefix_prob: float = 0.0
+    # Not in the paper: training updates only the encoder (its cells and the mu and presig
+    # layers); the decoder, its initial-state layer and the mixture head keep their weights.
+    # With encode_prefix_prob on a trained VAE, the encoder learns to map a partial drawing to
+    # a z of whole drawings that the decoder already draws, and the decoder's drawing from the
+    # prior (its samples, its ending rate) stays exactly as it was.
+    train_encoder_only: bool = False
 
     def __post_init__(self) -> None:
         if self.dec_model not in ("lstm", "layer_norm", "hyper"):
@@ -117,6 +126,9 @@ class HParams:
         if self.enc_model not in ("lstm", "layer_norm"):
             raise ValueError(f"enc_model must be lstm or layer_norm, not {self.enc_model!r}")
         self._check_types_and_ranges()
+        if self.train_encoder_only and not self.conditional:
+            raise ValueError("train_encoder_only needs a VAE (conditional=true): an "
+                             "unconditional model has no encoder")
         if self.matmul_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"matmul_dtype must be float32 or bfloat16, not {self.matmul_dtype!r}")
         if self.recurrence_gradient not in RECURRENCE_GRADIENTS:

@@ -5,12 +5,13 @@ mixture-density head of `num_mixture` bivariate Gaussians plus a 3-way pen state
 Inputs are dicts: "strokes" (B, T+1, 5) stroke-5 with the start token (0, 0, 1, 0, 0) in row
 0, "lengths" (B,) points per sketch, and optionally "eps" (B, z_size), the noise for z.
 
-Three options are not in the paper (all off by default): `position_input` gives the decoder
+Four options are not in the paper (all off by default): `position_input` gives the decoder
 the pen's absolute position at every step as well, `history_noise` trains it on noisy
 absolute points with targets back to the true path, so that a copy which has drifted off its
-input's path learns to come back to it, and `encode_prefix_prob` trains the encoder on random
-prefixes of some sketches (the decoder still learns the whole), so that a partial drawing's z
-stands for the drawings it could become.
+input's path learns to come back to it, `encode_prefix_prob` trains the encoder on random
+prefixes of some sketches (the decoder still learns the whole; a whole sketch's last point is
+marked as its end), so that a partial drawing's z stands for the drawings it could become, and `train_encoder_only` keeps the decoder's weights
+as they are (to teach a trained VAE's encoder partial drawings without changing its drawing).
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ def reverse_within_length(x, lengths):
     lengths = ops.cast(lengths, "int32")[:, None]
     index = ops.where(steps < lengths, lengths - 1 - steps, steps)
     return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
+
+
+def mark_ends(strokes, lengths, whole):
+    """strokes (B, T, 5) with the pen of the last point of each sketch where `whole` (B,) is
+    true set to end-of-sketch (0, 0, 1): what a model trained with encode_prefix_prob reads, so
+    that a whole drawing, whose last point is otherwise a pen lift like the end of any stroke,
+    differs from a prefix cut after a stroke."""
+    steps = ops.arange(ops.shape(strokes)[1])[None, :]
+    last = (steps == ops.cast(lengths, "int32")[:, None] - 1) & whole[:, None]
+    ended = ops.concatenate([strokes[..., :2], ops.zeros_like(strokes[..., 2:4]),
+                             ops.ones_like(strokes[..., 4:])], axis=-1)
+    return ops.where(last[..., None], ended, strokes)
 
 
 def last_step(states, lengths):
@@ -85,17 +98,23 @@ class SketchRNN(keras.Model):
             return self._keep_mask((batch, steps, units), self.hps.recurrent_dropout_prob)
         return None
 
-    def encode(self, strokes, lengths, training: bool = False):
-        """(mu, presig) of q(z | sketch); strokes (B, T, 5) without the start token."""
+    def encode(self, strokes, lengths, training: bool = False, read=None):
+        """(mu, presig) of q(z | sketch); strokes (B, T, 5) without the start token. `read`
+        (B,): how many points of each sketch the encoder reads (default: all). A model trained
+        with encode_prefix_prob reads a whole sketch with its end marked (mark_ends)."""
+        lengths = ops.cast(lengths, "int32")
+        read = lengths if read is None else ops.cast(read, "int32")
+        if self.hps.encode_prefix_prob > 0:
+            strokes = mark_ends(strokes, lengths, whole=read == lengths)
         batch, steps = ops.shape(strokes)[0], ops.shape(strokes)[1]
         units = self.hps.enc_rnn_size
         zeros = ops.zeros((batch, units))
         gradient = self.hps.recurrence_gradient
         _, fw = run_cell(self.enc_fw, strokes, (zeros, zeros),
                          self._recurrent_keep(batch, steps, units, training), gradient)
-        _, bw = run_cell(self.enc_bw, reverse_within_length(strokes, lengths), (zeros, zeros),
+        _, bw = run_cell(self.enc_bw, reverse_within_length(strokes, read), (zeros, zeros),
                          self._recurrent_keep(batch, steps, units, training), gradient)
-        last_h = ops.concatenate([last_step(fw[0], lengths), last_step(bw[0], lengths)], axis=-1)
+        last_h = ops.concatenate([last_step(fw[0], read), last_step(bw[0], read)], axis=-1)
         return self.to_mu(last_h), self.to_presig(last_h)
 
     def initial_state(self, z, batch):
@@ -129,10 +148,10 @@ class SketchRNN(keras.Model):
         out = {}
         z = None
         if self.hps.conditional:
-            encoded = lengths
+            read = None
             if training and self.hps.encode_prefix_prob > 0:
-                encoded = self._prefix_lengths(strokes[:, 1:], lengths)
-            mu, presig = self.encode(strokes[:, 1:], encoded, training)
+                read = self._prefix_lengths(strokes[:, 1:], lengths)
+            mu, presig = self.encode(strokes[:, 1:], lengths, training, read)
             eps = inputs.get("eps")
             if eps is None:
                 eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
@@ -250,13 +269,17 @@ class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 
 def build_model(hps: HParams) -> SketchRNN:
-    """A compiled model: Adam on the reference's schedule with per-value gradient clipping.
+    """A compiled model: Adam on the reference's schedule with per-value gradient clipping
+    (on the encoder's weights alone with train_encoder_only).
 
     Adam is wrapped in Keras' LossScaleOptimizer with a scale of 1 that never grows, for one
     property: a step whose gradients hold NaN or inf is skipped on every backend and never
     reaches the weights. A skip halves the scale; the training loop counts it and sets it back.
     """
     model = SketchRNN(hps)
+    if hps.train_encoder_only:  # a setting of training: the model it saves is a plain one
+        for layer in (model.decoder, model.to_state, model.head):
+            layer.trainable = False
     schedule = ReferenceSchedule(hps.learning_rate, hps.decay_rate, hps.min_learning_rate)
     adam = keras.optimizers.Adam(schedule, clipvalue=hps.grad_clip)
     model.compile(optimizer=ReplicaSafeLossScaleOptimizer(

@@ -139,7 +139,7 @@ class ModelWeights:
         from keras import ops
 
         return cls(model.hps, {v.path: ops.convert_to_numpy(v) for v in model.weights
-                               if v.trainable})
+                               if v is not model.kl_weight})
 
     def to_keras(self) -> SketchRNN:
         """A SketchRNN holding these weights (for evaluation; sampling needs none)."""
@@ -147,7 +147,7 @@ class ModelWeights:
 
         model = SketchRNN(self.hps)
         for variable in model.weights:
-            if variable.trainable:
+            if variable is not model.kl_weight:
                 variable.assign(self.arrays[variable.path])
         return model
 
@@ -277,25 +277,31 @@ class Sketcher:
         if not self.conditional:
             raise SketchError(f"{what} needs a conditional (VAE) model; this one is unconditional")
 
-    def encode_many(self, sketches: list, chunk: int = 128) -> np.ndarray:
+    def encode_many(self, sketches: list, chunk: int = 128, whole: bool = True) -> np.ndarray:
         """Latent means mu (n, z_size) of the drawings, in their order. They are encoded
-        `chunk` at a time, sorted by length so that each batch needs little padding."""
+        `chunk` at a time, sorted by length so that each batch needs little padding.
+        whole=False encodes started drawings, for a model trained to tell them from finished
+        ones (encode_prefix_prob > 0); other models read both alike."""
         self._require_vae("encoding")
         chunk = _count(chunk, "chunk")
         model_units = [self._to_model(s) for s in sketches]
         order = np.argsort([len(s) for s in model_units], kind="stable")
         mu = np.zeros((len(model_units), self.hps.z_size), np.float32)
+        mark_ends = whole and self.hps.encode_prefix_prob > 0
         for start in range(0, len(order), chunk):
             rows = order[start:start + chunk]
-            mu[rows] = self._encode_batch([model_units[i] for i in rows])
+            mu[rows] = self._encode_batch([model_units[i] for i in rows], mark_ends)
         return mu
 
-    def _encode_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+    def _encode_batch(self, batch: list[np.ndarray], mark_ends: bool) -> np.ndarray:
         """mu of stroke-3 drawings (model units) padded to the longest: the backward LSTM reads
         each drawing reversed within its own length, so in both directions the padding comes
-        after the drawing's steps and its final h is read at its own last step."""
+        after the drawing's steps and its final h is read at its own last step. mark_ends:
+        each drawing's last point has the end-of-sketch pen (model.mark_ends)."""
         lengths = np.array([len(s) for s in batch])
         x = np.stack([stroke3_to_stroke5(s, lengths.max()) for s in batch])
+        if mark_ends:
+            x[np.arange(len(batch)), lengths - 1, 2:] = (0, 0, 1)
         steps = np.arange(x.shape[1])
         backward = np.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
         zero = self.enc_fw.zero_state(len(batch))
@@ -305,9 +311,10 @@ class Sketcher:
         last_h = np.concatenate([fw[rows, last], bw[rows, last]], axis=-1)
         return last_h @ self.to_mu[0] + self.to_mu[1]
 
-    def encode(self, sketch) -> np.ndarray:
-        """The latent mean mu (z_size,) of one drawing."""
-        return self.encode_many([sketch])[0]
+    def encode(self, sketch, whole: bool = True) -> np.ndarray:
+        """The latent mean mu (z_size,) of one drawing (whole=False: a started one, see
+        encode_many)."""
+        return self.encode_many([sketch], whole=whole)[0]
 
     # --- sampling ----------------------------------------------------------------------------
 
@@ -433,8 +440,8 @@ class Sketcher:
         """How `complete` chooses a VAE's z by default: from the prefix for a model trained to
         encode partial drawings (encode_prefix_prob > 0), else from the prior, since a VAE that
         only saw whole drawings takes a prefix for a whole drawing and stops early (on the sheep
-        test split sheep_vae finishes 0.80 of completions from the prior, 0.36 from the prefix:
-        docs/completion.md)."""
+        test split, sheep_vae's weights of step 33,000 finished 0.80 of completions from the
+        prior and 0.36 from the prefix: docs/completion.md)."""
         if self.conditional and self.hps.encode_prefix_prob <= 0:
             return "prior"
         return "prefix"
@@ -457,7 +464,7 @@ class Sketcher:
         if latent == "prior":
             z = rng.standard_normal((n, self.hps.z_size)).astype(np.float32)
         elif self.conditional:
-            z = np.repeat(self.encode(prefix)[None], n, axis=0)
+            z = np.repeat(self.encode(prefix, whole=False)[None], n, axis=0)
         results = self._finish(self._sample(z, n, temperature, rng, prefix=s3,
                                             pen_temperature=pen_temperature))
         original = as_stroke3(prefix)

@@ -216,6 +216,10 @@ def exportable(hps: HParams) -> None:
     if hps.position_input:
         raise SketchError("the decoder reads the pen's position (position_input); sketch-rnn-js "
                           "feeds it only the moves, so it could not run this model")
+    if hps.conditional and hps.encode_prefix_prob > 0:
+        raise SketchError("the encoder reads a whole drawing with its end marked "
+                          "(encode_prefix_prob); sketch-rnn-js reads a pen lift there, so its "
+                          "z of a whole drawing would be that of a started one")
     if hps.num_mixture != NUM_MIXTURE:
         raise SketchError(f"the model has {hps.num_mixture} mixture components; sketch-rnn-js and "
                           f"@magenta/sketch read exactly {NUM_MIXTURE}")
@@ -227,11 +231,11 @@ def export_sketchrnn_js(sketcher: Sketcher, out: str | Path, name: str | None = 
     (about 3e-4), as the format requires. Returns the info object written, with what the
     rounding did: `clipped` weights and the `largest_change` of any weight."""
     hps, out = sketcher.hps, Path(out)
-    exportable(hps)
     kind = "vae" if hps.conditional else "gen"
     if not out.name.endswith(f".{kind}.json"):
         raise SketchError(f"this model is a {'VAE' if kind == 'vae' else 'decoder-only model'}: "
                           f"name the file {out.name.split('.')[0]}.{kind}.json, not {out.name}")
+    exportable(hps)
     arrays = dict(sketcher.weights.arrays)
     if kind == "vae":
         for key in ("initial_state/kernel", "initial_state/bias"):

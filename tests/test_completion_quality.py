@@ -183,7 +183,8 @@ def test_complete_from_the_prior_draws_z_from_the_seed_and_encodes_nothing(monke
 
 def test_the_default_latent_is_the_prefix_only_for_a_prefix_trained_vae(monkeypatch):
     """A VAE trained on whole drawings completes from the prior by default; one trained to
-    encode prefixes (encode_prefix_prob > 0) from the prefix's mu, shared by the n."""
+    encode prefixes (encode_prefix_prob > 0) from the prefix's mu, read as a started drawing
+    and shared by the n."""
     prefix = sheep(n=1)[0][:12]
     whole = Sketcher(SketchRNN(tiny_hparams()), 1.0)
     assert whole.default_latent == "prior"
@@ -197,7 +198,7 @@ def test_the_default_latent_is_the_prefix_only_for_a_prefix_trained_vae(monkeypa
     assert all(np.array_equal(a, b) for a, b in zip(default, explicit))
     seen = _record_z(monkeypatch, sketcher)
     sketcher.complete(prefix, n=2, seed=1)
-    np.testing.assert_allclose(seen[0], np.stack([sketcher.encode(prefix)] * 2))
+    np.testing.assert_allclose(seen[0], np.stack([sketcher.encode(prefix, whole=False)] * 2))
 
 
 def test_complete_checks_the_latent_option():

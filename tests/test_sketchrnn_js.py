@@ -249,6 +249,7 @@ def test_round_trip_within_quantisation(tmp_path):
     ({"enc_model": "layer_norm"}, "encoder is a layer_norm"),
     ({"position_input": True}, "position_input"),
     ({"num_mixture": 5}, "exactly 20"),
+    ({"encode_prefix_prob": 0.5}, "end marked"),
 ])
 def test_export_refuses_what_the_format_cannot_hold(tmp_path, change, reason):
     hps = HParams(enc_rnn_size=8, dec_rnn_size=16, z_size=4, hyper_num_units=8,

@@ -14,7 +14,7 @@ from keras import ops
 
 import sketch_model
 from sketch_model.datasets import pad_batch
-from sketch_model.model import build_model
+from sketch_model.model import SketchRNN, build_model
 from sketch_model.config import HParams
 from sketch_model.train import _prepare_data, load_checkpoint, save_checkpoint, save_model
 from tests.helpers import ROOT, SHEEP, sheep, tiny_hparams
@@ -134,6 +134,23 @@ def test_eval_and_sample_commands(tmp_path):
     assert len(json.loads(drawings.read_text())) == 3
     bad = cli("train", str(SHEEP), "--out", str(tmp_path / "x"), "--set", "dec_model=gru")
     assert bad.returncode == 2 and "dec_model must be lstm, layer_norm or hyper" in bad.stderr
+
+
+def test_a_run_that_trains_the_encoder_only_keeps_the_decoder_it_started_with(tmp_path):
+    """train_encoder_only through the command line: the saved model's decoder, initial-state
+    and head weights are the fresh model's (same seed), its encoder's are not, and the run
+    writes its samples and loads as a plain model."""
+    run = tmp_path / "run"
+    done = cli("train", str(SHEEP), "--out", str(run), "--steps", "5", *TINY_ARGS,
+               "--set", "encode_prefix_prob=0.5", "--set", "train_encoder_only=true")
+    assert done.returncode == 0, done.stderr
+    assert (run / "samples.svg").exists()
+    trained = sketch_model.load_model(run).model
+    fresh = {w.path: ops.convert_to_numpy(w) for w in SketchRNN(trained.hps).weights}
+    for w in trained.weights:
+        if w.path != "kl_weight":
+            same = np.array_equal(fresh[w.path], ops.convert_to_numpy(w))
+            assert same == w.path.startswith(("decoder/", "initial_state/", "mixture_head/")), w.path
 
 
 def test_dequantize_reaches_the_batcher_in_model_units_and_is_never_negative(tmp_path):
