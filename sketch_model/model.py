@@ -10,8 +10,9 @@ the pen's absolute position at every step as well, `history_noise` trains it on 
 absolute points with targets back to the true path, so that a copy which has drifted off its
 input's path learns to come back to it, `encode_prefix_prob` trains the encoder on random
 prefixes of some sketches (the decoder still learns the whole; a whole sketch's last point is
-marked as its end), so that a partial drawing's z stands for the drawings it could become, and `train_encoder_only` keeps the decoder's weights
-as they are (to teach a trained VAE's encoder partial drawings without changing its drawing).
+marked as its end), so that a partial drawing's z stands for the drawings it could become,
+and `train_encoder_only` keeps the decoder's weights as they are (to teach a trained VAE's
+encoder partial drawings without changing how it draws).
 """
 
 from __future__ import annotations
