@@ -21,7 +21,8 @@ def _train(args: argparse.Namespace) -> None:
     from .train import train
 
     train(args.data, args.out, steps=args.steps, overrides=args.set,
-          distribution=args.distribute, devices=args.devices.split(",") if args.devices else None)
+          distribution=args.distribute, devices=args.devices.split(",") if args.devices else None,
+          start_from=args.start_from)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="total training steps (hparam num_steps)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override an hparam, e.g. --set dec_model=layer_norm (repeatable)")
+    p.add_argument("--from", dest="start_from", metavar="MODEL_DIR",
+                   help="start a new run from a trained model: its hparams (--set on top), "
+                        "weights, scale factor and step, with a fresh optimizer")
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                    help="data-parallel training: mirrored (all GPUs of this host) or multiworker "
                         "(hosts set by TF_CONFIG; every worker runs the same command)")

@@ -3,7 +3,10 @@
 A run directory holds everything of one run: hparams.json, dataset.json (sources, sizes, the
 scale factor), log.csv, tb/ (TensorBoard), checkpoint.npz (weights, optimizer state and step,
 written atomically), model.keras (the best model on the validation set), samples.svg and
-status.json. Running the same command again resumes from checkpoint.npz.
+status.json. Running the same command again resumes from checkpoint.npz. A new run may start
+from a trained model (`start_from`): its hparams, weights, scale factor and step, with a fresh
+optimizer, which is how a finished VAE is taught to read partial drawings
+(`--set encode_prefix_prob=0.5 --set train_encoder_only=true`).
 """
 
 from __future__ import annotations
@@ -304,9 +307,10 @@ class _Logs:
 
 
 def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
-                  say: Callable[[str], None]):
+                  say: Callable[[str], None], factor_given: float | None = None):
     """(batcher, normalised validation sketches, scale factor): ndjson data is streamed (see
-    stream.py), `.npz` data alone is held in memory."""
+    stream.py), `.npz` data alone is held in memory. `factor_given` replaces the data's own
+    scale factor (that of the model a run starts from)."""
     streamed = is_streamed(data_paths)
     if streamed:
         found = survey(data_paths, hps.max_seq_len)
@@ -323,6 +327,8 @@ def _prepare_data(run_dir: Path, data_paths: list[str], hps: HParams, resuming: 
                 "classes": data.classes, "dropped_too_long": data.dropped_too_long,
                 "dropped_empty": data.dropped_empty, "skipped_lines": data.skipped_lines}
         described = f"{len(data.train)} train sketches from {len(data.sources)} file(s)"
+    if factor_given is not None:
+        factor = info["scale_factor"] = factor_given
     info_path = run_dir / "dataset.json"
     if resuming and os.path.lexists(info_path):
         factor = float(read_json(info_path, DATASET_SCHEMA, TrainingError)["scale_factor"])
@@ -359,12 +365,44 @@ def _worker_dir(run_dir: Path) -> Path:
     return scratch
 
 
+class _StartPoint:
+    """What a new run takes from the trained model directory it starts from: hparams, scale
+    factor and step (best.json's; 0 without one) are read at once, the weights (`load`) only
+    once the model is built."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.dir = Path(model_dir)
+        if not (self.dir / "model.keras").is_file():
+            raise TrainingError(f"{self.dir} is not a model directory of this library (no "
+                                "model.keras) and cannot be trained on from")
+        self.hps = HParams.load(self.dir / "hparams.json")
+        self.factor = float(read_json(self.dir / "dataset.json", DATASET_SCHEMA,
+                                      TrainingError)["scale_factor"])
+        best = self.dir / "best.json"
+        self.step = (read_json(best, BEST_SCHEMA, TrainingError)["step"]
+                     if os.path.lexists(best) else 0)
+
+    def load(self, model: SketchRNN) -> None:
+        from .sample import load_model
+
+        try:
+            model.set_weights(load_model(self.dir).model.get_weights())
+        except ValueError:
+            raise TrainingError(f"the settings given change the architecture of {self.dir}; a "
+                                "run that starts from a model keeps its sizes and cells") from None
+
+
 def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
           overrides: list[str] | None = None, say: Callable[[str], None] = print,
-          distribution: str | None = None, devices: list[str] | None = None) -> Path:
+          distribution: str | None = None, devices: list[str] | None = None,
+          start_from: str | Path | None = None) -> Path:
     """Train (or resume) a run in `run_dir`; returns the run directory. `distribution` and
-    `devices` choose a tf.distribute strategy (see distribute.make_strategy)."""
-    checked = HParams().with_overrides(overrides or [])  # every setting, before any work
+    `devices` choose a tf.distribute strategy (see distribute.make_strategy). `start_from`: a
+    trained model directory a new run starts from, its hparams with `overrides` on top (a run
+    that resumes goes on from its own checkpoint)."""
+    start = _StartPoint(start_from) if start_from is not None else None
+    base = start.hps if start else HParams()
+    checked = base.with_overrides(overrides or [])  # every setting, before any work
     if steps is not None:
         checked.replace(num_steps=steps)
     check_output_path(run_dir, directory=True, error=TrainingError)
@@ -388,7 +426,7 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
                     raise TrainingError(f"{run_dir} already holds a run with other hparams; "
                                         "use a new --out directory to change them")
         else:
-            hps = HParams().with_overrides(overrides or [])
+            hps = base.with_overrides(overrides or [])
         if steps is not None:
             hps = hps.replace(num_steps=steps)
         write_json(hparams_path, hps.to_dict())
@@ -396,7 +434,8 @@ def train(data_paths: list[str], run_dir: str | Path, steps: int | None = None,
                   "error": None, "sketch_model_version": __version__}
         write_json(run_dir / "status.json", status)
         try:
-            _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy, stop)
+            _train_loop(run_dir, data_paths, hps, resuming, status, say, strategy, stop,
+                        None if resuming else start)
         except KeyboardInterrupt:  # a stop that could not wait for the end of a step
             status.update(state="stopped")
             write_json(run_dir / "status.json", status)
@@ -416,11 +455,18 @@ def _any_worker_stops(strategy, stop: _StopFlag) -> bool:
 
 
 def _train_loop(run_dir: Path, data_paths: list[str], hps: HParams, resuming: bool,
-                status: dict, say: Callable[[str], None], strategy, stop: _StopFlag) -> None:
+                status: dict, say: Callable[[str], None], strategy, stop: _StopFlag,
+                start: _StartPoint | None) -> None:
     with stop.may_block():  # start-up: a stop ends it at once
-        batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say)
+        batcher, valid_set, factor = _prepare_data(run_dir, data_paths, hps, resuming, say,
+                                                   start.factor if start else None)
         model = build_replicated_model(hps, strategy)
         step = 0
+        if start:
+            with strategy.scope():
+                start.load(model)
+            step = start.step
+            say(f"starting from {start.dir} at its step {step}, with a fresh optimizer")
         if resuming:
             with strategy.scope():
                 step = load_checkpoint(run_dir / "checkpoint.npz", model)

@@ -14,7 +14,7 @@ from keras import ops
 
 import sketch_model
 from sketch_model.datasets import pad_batch
-from sketch_model.model import SketchRNN, build_model
+from sketch_model.model import build_model
 from sketch_model.config import HParams
 from sketch_model.train import _prepare_data, load_checkpoint, save_checkpoint, save_model
 from tests.helpers import ROOT, SHEEP, sheep, tiny_hparams
@@ -136,21 +136,42 @@ def test_eval_and_sample_commands(tmp_path):
     assert bad.returncode == 2 and "dec_model must be lstm, layer_norm or hyper" in bad.stderr
 
 
-def test_a_run_that_trains_the_encoder_only_keeps_the_decoder_it_started_with(tmp_path):
-    """train_encoder_only through the command line: the saved model's decoder, initial-state
-    and head weights are the fresh model's (same seed), its encoder's are not, and the run
-    writes its samples and loads as a plain model."""
+def test_a_run_from_a_model_teaches_its_encoder_and_keeps_its_decoder(tmp_path):
+    """train --from: the new run takes the model's hparams (with --set on top), weights, scale
+    factor and step; with train_encoder_only its saved decoder, initial-state and head weights
+    are the model's, its encoder's are not."""
+    source = tmp_path / "source"
+    assert cli("train", str(SHEEP), "--out", str(source), "--steps", "5", *TINY_ARGS).returncode == 0
+    info = json.loads((source / "dataset.json").read_text())
+    (source / "dataset.json").write_text(json.dumps({**info, "scale_factor": 20.0}))
     run = tmp_path / "run"
-    done = cli("train", str(SHEEP), "--out", str(run), "--steps", "5", *TINY_ARGS,
+    done = cli("train", str(SHEEP), "--out", str(run), "--from", str(source), "--steps", "8",
                "--set", "encode_prefix_prob=0.5", "--set", "train_encoder_only=true")
     assert done.returncode == 0, done.stderr
+    assert f"starting from {source} at its step 5" in done.stdout
+    assert _log_steps(run) == [6, 7, 8]
+    assert json.loads((run / "dataset.json").read_text())["scale_factor"] == 20.0
+    hps = HParams.load(run / "hparams.json")
+    assert hps == HParams.load(source / "hparams.json").replace(
+        encode_prefix_prob=0.5, train_encoder_only=True, num_steps=8)
     assert (run / "samples.svg").exists()
-    trained = sketch_model.load_model(run).model
-    fresh = {w.path: ops.convert_to_numpy(w) for w in SketchRNN(trained.hps).weights}
-    for w in trained.weights:
-        if w.path != "kl_weight":
-            same = np.array_equal(fresh[w.path], ops.convert_to_numpy(w))
-            assert same == w.path.startswith(("decoder/", "initial_state/", "mixture_head/")), w.path
+    before = sketch_model.load_model(source).weights.arrays
+    after = sketch_model.load_model(run).weights.arrays
+    for name, value in after.items():
+        same = np.array_equal(before[name], value)
+        assert same == name.startswith(("decoder/", "initial_state/", "mixture_head/")), name
+
+
+def test_a_run_from_a_model_keeps_its_architecture_and_needs_one_of_ours(tmp_path):
+    source = tmp_path / "source"
+    assert cli("train", str(SHEEP), "--out", str(source), "--steps", "1", *TINY_ARGS).returncode == 0
+    wider = cli("train", str(SHEEP), "--out", str(tmp_path / "a"), "--from", str(source),
+                "--set", "dec_rnn_size=64")
+    assert wider.returncode == 2 and "change the architecture" in wider.stderr
+    google = cli("train", str(SHEEP), "--out", str(tmp_path / "b"), "--from",
+                 str(ROOT / "assets" / "models" / "google_sheep"))
+    assert google.returncode == 2 and "no model.keras" in google.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_dequantize_reaches_the_batcher_in_model_units_and_is_never_negative(tmp_path):
